@@ -1,0 +1,155 @@
+"""`gradleak recover`: simulate a client on an embedded image (or load an observation) and
+recover its label and feature, printing truth and estimate side by side."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+import gradleak
+from gradleak import labels
+from gradleak.client import load_observation, save_observation
+from gradleak.data import EMBEDDED, load_embedded
+from gradleak.metrics import label_l1, relative_feature_error
+from gradleak.recovery import FAMILIES, METHODS, LabelEstimate
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    client = parser.add_argument_group("simulated client (ignored with --observation)")
+    client.add_argument("--model", default="lenet", choices=gradleak.models.names())
+    client.add_argument(
+        "--init",
+        choices=("uniform", "default"),
+        help="uniform U(-0.5, 0.5) (default for lenet) "
+        "or PyTorch's default (default for the others)",
+    )
+    client.add_argument("--classifier-bias", action="store_true", help="give the classifier a bias")
+    client.add_argument("--dataset", default="embedded-cifar10", choices=sorted(EMBEDDED))
+    client.add_argument("--index", type=int, default=0, help="which embedded image (0-19)")
+    client.add_argument(
+        "--label", default="smoothing", choices=sorted(FAMILIES), help="the client's label family"
+    )
+    client.add_argument("--eps", type=float, default=0.2, help="label smoothing in [0, 1]")
+    client.add_argument("--lam", type=float, default=0.3, help="mixup weight of the 2nd image")
+    client.add_argument("--seed", type=int, default=0, help="model initialisation seed")
+    client.add_argument(
+        "--save-observation",
+        type=Path,
+        metavar="FILE",
+        help="also write what the server saw to FILE (.safetensors)",
+    )
+    attack = parser.add_argument_group("attack")
+    attack.add_argument(
+        "--observation",
+        type=Path,
+        metavar="FILE",
+        help="attack a saved observation instead of simulating one",
+    )
+    attack.add_argument(
+        "--family",
+        default="auto",
+        choices=(*FAMILIES, "auto"),
+        help="label family the attacker assumes (auto: try each, simplest first)",
+    )
+    attack.add_argument("--method", default="scalar-search", choices=sorted(METHODS))
+    attack.add_argument("--search", default="fast", choices=("fast", "paper"))
+    parser.add_argument("--json", action="store_true", help="print one JSON record instead")
+
+
+def _simulate(args: argparse.Namespace):
+    images = load_embedded(args.dataset)
+    if not 0 <= args.index < len(images.labels):
+        raise ValueError(f"--index must be in [0, {len(images.labels) - 1}], got {args.index}")
+    init = args.init or ("uniform" if args.model == "lenet" else "default")
+    model = gradleak.models.build(
+        args.model,
+        num_classes=images.num_classes,
+        init=init,
+        seed=args.seed,
+        classifier_bias=args.classifier_bias,
+        image_size=images.images.shape[-1],
+    )
+    first = int(images.labels[args.index])
+    inputs = images.images[args.index]
+    if args.label == "hard":
+        label = labels.one_hot(first, images.num_classes)
+    elif args.label == "smoothing":
+        label = labels.smoothing(first, images.num_classes, args.eps)
+    else:
+        other = next(i for i in range(len(images.labels)) if int(images.labels[i]) != first)
+        inputs = (1 - args.lam) * inputs + args.lam * images.images[other]
+        label = labels.mixup(first, int(images.labels[other]), args.lam, images.num_classes)
+    return gradleak.simulate_client_step(model, images.normalise(inputs), label)
+
+
+def _rows(estimate: LabelEstimate, truth: torch.Tensor | None) -> list[int]:
+    size = estimate.num_classes
+    if size <= 20:
+        return list(range(size))
+    picked = set(estimate.soft_label.topk(5).indices.tolist())
+    if truth is not None:
+        picked |= set(truth.topk(5).indices.tolist())
+    return sorted(picked)
+
+
+def _report(estimate: LabelEstimate, secret, seconds: float) -> str:
+    truth = None if secret is None else secret.soft_label[0].double()
+    lines = ["class    true  recovered" if truth is not None else "class  recovered"]
+    for index in _rows(estimate, truth):
+        guess = float(estimate.soft_label[index])
+        lines.append(
+            f"{index:5d}  {float(truth[index]):6.4f}     {guess:6.4f}"
+            if truth is not None
+            else f"{index:5d}     {guess:6.4f}"
+        )
+    status = "converged" if estimate.converged else f"NOT converged: {estimate.reason}"
+    lines += [
+        f"method {estimate.method}, family {estimate.family} {dict(estimate.family_params)}",
+        f"{status}; scale mu = {estimate.scale:.6g}, residual = {estimate.residual:.2e}",
+    ]
+    if secret is not None:
+        lines.append(
+            f"label l1 error {label_l1(estimate.soft_label, truth):.2e} "
+            f"(true family {secret.family} {dict(secret.family_params)})"
+        )
+        error = relative_feature_error(estimate.features, secret.features[0])
+        if error is not None:
+            lines.append(f"feature relative error {error:.2e}")
+    lines.append(f"recovery time {1e3 * seconds:.2f} ms")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    secret = None
+    if args.observation is not None:
+        observation = load_observation(args.observation)
+    else:
+        observation, secret = _simulate(args)
+        if args.save_observation is not None:
+            save_observation(observation, args.save_observation)
+    params = {"search": args.search} if args.method == "scalar-search" else {}
+    start = time.perf_counter()
+    estimate = gradleak.recover_label(observation, args.family, method=args.method, **params)
+    seconds = time.perf_counter() - start
+    if args.json:
+        record = {
+            "converged": estimate.converged,
+            "reason": estimate.reason,
+            "family": estimate.family,
+            "family_params": dict(estimate.family_params),
+            "scale": estimate.scale,
+            "residual": estimate.residual,
+            "soft_label": estimate.soft_label.tolist(),
+            "seconds": seconds,
+        }
+        if secret is not None:
+            record["true_label"] = secret.soft_label[0].tolist()
+            record["l1"] = label_l1(estimate.soft_label, secret.soft_label[0])
+        print(json.dumps(record))
+    else:
+        print(_report(estimate, secret, seconds))
+    return 0

@@ -1,0 +1,97 @@
+"""Real test images that install offline: the 20 per dataset shipped inside ``foolbox==3.3.4``.
+
+The PNG/JPEG files are read from the package's ``data/`` folder without importing foolbox
+(its import pulls a framework stack we do not need). The label is in each file name:
+``cifar10_03_0.png`` is sample 3 of class 0.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+#: Dataset key -> (file prefix, classes, default size, per-channel mean, per-channel std).
+EMBEDDED = {
+    "embedded-cifar10": ("cifar10_", 10, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "embedded-cifar100": ("cifar100_", 100, 32, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    "embedded-imagenet": ("imagenet_", 1000, 224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """Images in [0, 1] with integer labels and the dataset's normalisation statistics.
+
+    Shapes: ``images`` (N, 3, H, W) float32; ``labels`` (N,) int64; ``mean``, ``std`` (3,).
+    """
+
+    name: str
+    images: Tensor
+    labels: Tensor
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def normalise(self, images: Tensor) -> Tensor:
+        shape = (-1, 1, 1)
+        mean = torch.tensor(self.mean, dtype=images.dtype).view(shape)
+        std = torch.tensor(self.std, dtype=images.dtype).view(shape)
+        return (images - mean) / std
+
+
+def foolbox_data_folder() -> Path:
+    """The ``data/`` folder of the installed foolbox package, located without importing it."""
+    spec = importlib.util.find_spec("foolbox")
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError(
+            "the embedded images come from the foolbox==3.3.4 package; install it with "
+            "`pip install foolbox==3.3.4` (gradleak depends on it)"
+        )
+    return Path(spec.origin).parent / "data"
+
+
+def square(image: Image.Image, size: int) -> Image.Image:
+    """Resize the shorter side to ``size`` (bilinear) and centre-crop to ``size`` x ``size``."""
+    width, height = image.size
+    if (width, height) == (size, size):
+        return image
+    ratio = size / min(width, height)
+    resized = image.resize(
+        (max(size, round(width * ratio)), max(size, round(height * ratio))),
+        Image.Resampling.BILINEAR,
+    )
+    left, top = (resized.size[0] - size) // 2, (resized.size[1] - size) // 2
+    return resized.crop((left, top, left + size, top + size))
+
+
+def load_embedded(name: str, *, image_size: int | None = None) -> ImageSet:
+    """Load one embedded dataset at ``image_size`` (default: 32 for CIFAR, 224 for ImageNet)."""
+    if name not in EMBEDDED:
+        raise ValueError(f"name={name!r} is unknown; choose one of {sorted(EMBEDDED)}")
+    prefix, num_classes, default_size, mean, std = EMBEDDED[name]
+    if image_size is not None and image_size < 8:
+        raise ValueError(f"image_size must be >= 8 pixels, got {image_size}")
+    size = image_size or default_size
+    files = sorted(foolbox_data_folder().glob(f"{prefix}[0-9]*_*.*"))
+    if not files:
+        raise FileNotFoundError(f"no {prefix}*.png/jpg images in {foolbox_data_folder()}")
+    images, labels = [], []
+    for path in files:
+        with Image.open(path) as image:
+            image = square(image.convert("RGB"), size)
+            images.append(torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0))
+        labels.append(int(path.stem.rsplit("_", 1)[1]))
+    return ImageSet(
+        name=name,
+        images=torch.stack(images).permute(0, 3, 1, 2).contiguous(),
+        labels=torch.tensor(labels, dtype=torch.int64),
+        num_classes=num_classes,
+        mean=mean,
+        std=std,
+    )

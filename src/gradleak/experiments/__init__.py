@@ -1,0 +1,1 @@
+"""Experiments: benchmarks that write records, and tables computed from them."""

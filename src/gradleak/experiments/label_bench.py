@@ -1,0 +1,121 @@
+"""Run the label-recovery benchmark: every method on the same simulated gradients.
+
+Each trial writes one flat record (a JSON line) as soon as it is measured; tables are computed
+from the records alone (`gradleak.experiments.tables`). The attack sees only the observation;
+the secret is used afterwards to score it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+import gradleak
+from gradleak.data import load_embedded
+from gradleak.experiments.label_cases import LabelCase, draw_trial
+from gradleak.metrics.labels import label_l1, relative_feature_error
+
+#: Label success as in the paper: l1 distance to the true label below this.
+SUCCESS_L1 = 1e-2
+#: Observations simulated before they are attacked, so every method is timed on a warm loop
+#: and not right after the model's own forward/backward pass.
+CHUNK = 20
+
+
+def methods_for(family: str) -> dict[str, dict[str, Any]]:
+    """Recovery methods compared on one family: our fast and paper searches (+ iDLG for hard)."""
+    methods = {
+        "ours-fast": {"method": "scalar-search", "family": family, "search": "fast"},
+        "ours-paper": {"method": "scalar-search", "family": family, "search": "paper"},
+    }
+    if family == "hard":
+        methods["idlg"] = {"method": "idlg", "family": "hard"}
+    return methods
+
+
+def _trials(case: LabelCase, seed: int) -> Iterator[tuple[int, Any, Any]]:
+    images = load_embedded(case.dataset)
+    rng = np.random.default_rng([seed, case.num_classes, len(case.family), case.samples])
+    model = None
+    for index in range(case.samples):
+        if index % case.per_model == 0:
+            model = gradleak.models.build(
+                case.model,
+                num_classes=case.num_classes,
+                init=case.init,
+                seed=seed + index,
+                image_size=images.images.shape[-1],
+            )
+        inputs, label = draw_trial(case, images, rng)
+        observation, secret = gradleak.simulate_client_step(model, inputs, label)
+        yield index, observation, secret
+
+
+def _score(case: LabelCase, method: str, index: int, estimate, secret, seconds: float) -> dict:
+    truth = secret.soft_label[0]
+    l1 = label_l1(estimate.soft_label, truth)
+    return {
+        "case": case.name,
+        "model": case.model,
+        "init": case.init,
+        "num_classes": case.num_classes,
+        "family": case.family,
+        "method": method,
+        "trial": index,
+        "l1": l1,
+        "correct": l1 < SUCCESS_L1,
+        "converged": bool(estimate.converged),
+        "reason": estimate.reason,
+        "feature_error": relative_feature_error(estimate.features, secret.features[0]),
+        "seconds": seconds,
+    }
+
+
+def run_case(
+    case: LabelCase, records: Path, *, paper_samples: int, seed: int = 0
+) -> list[dict[str, Any]]:
+    """Attack every trial of ``case`` with every method; append records to ``records``."""
+    results: list[dict[str, Any]] = []
+    methods = methods_for(case.family)
+    chunk: list[tuple[int, Any, Any]] = []
+    with records.open("a") as sink, tqdm(total=case.samples, desc=case.name, leave=False) as bar:
+        for trial in _trials(case, seed):
+            chunk.append(trial)
+            if len(chunk) < CHUNK and trial[0] < case.samples - 1:
+                continue
+            for method, params in methods.items():
+                for index, observation, secret in chunk:
+                    if method == "ours-paper" and index >= paper_samples:
+                        continue
+                    start = time.perf_counter()
+                    estimate = gradleak.recover_label(observation, **params)
+                    seconds = time.perf_counter() - start
+                    record = _score(case, method, index, estimate, secret, seconds)
+                    sink.write(json.dumps(record) + "\n")
+                    results.append(record)
+            sink.flush()
+            bar.update(len(chunk))
+            chunk = []
+    return results
+
+
+def run_benchmark(
+    cases: list[LabelCase], out: Path, *, paper_samples: int, seed: int = 0
+) -> list[dict[str, Any]]:
+    """Run every case into ``out/records.jsonl`` (``out`` must not exist yet)."""
+    out.mkdir(parents=True, exist_ok=False)
+    torch.set_grad_enabled(True)
+    records = out / "records.jsonl"
+    results = []
+    for case in tqdm(cases, desc="label benchmark"):
+        results += run_case(
+            case, records, paper_samples=min(paper_samples, case.samples), seed=seed
+        )
+    return results

@@ -1,0 +1,75 @@
+"""Label-recovery benchmark cases: which model, data and label family each setting attacks.
+
+Protocols follow the paper (Wang, Liang & He, ICLR 2024, Sec. 5.1): label smoothing with
+eps ~ U(0, 0.5) and the image's class as target; mixup of two images of different classes with
+lam ~ U(0, 1); one-hot labels for the iDLG comparison.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from gradleak import labels
+from gradleak.data import ImageSet
+from gradleak.labels import SoftLabel
+
+
+@dataclass(frozen=True)
+class LabelCase:
+    """One benchmark setting. ``samples`` trials; a fresh model seed every ``per_model`` trials."""
+
+    model: str
+    init: str
+    dataset: str
+    num_classes: int
+    family: str
+    samples: int
+    per_model: int = 100
+
+    @property
+    def name(self) -> str:
+        return f"{self.model} ({self.init}) C={self.num_classes} {self.family}"
+
+
+def standard_cases(samples: int, large_samples: int) -> list[LabelCase]:
+    """The settings of the issue: LeNet/ResNet18 at C=10 and 100, ResNet50 at C=1000."""
+    cases = []
+    for family in ("smoothing", "mixup", "hard"):
+        for model, init in (("lenet", "uniform"), ("resnet18", "default")):
+            for num_classes, dataset in ((10, "embedded-cifar10"), (100, "embedded-cifar100")):
+                cases.append(LabelCase(model, init, dataset, num_classes, family, samples))
+        cases.append(
+            LabelCase("resnet50", "default", "embedded-imagenet", 1000, family, large_samples, 25)
+        )
+    return cases
+
+
+def quick_cases(samples: int) -> list[LabelCase]:
+    """A seconds-long twin for CI: LeNet at C=10, every family."""
+    return [
+        LabelCase("lenet", "uniform", "embedded-cifar10", 10, family, samples)
+        for family in ("smoothing", "mixup", "hard")
+    ]
+
+
+def draw_trial(
+    case: LabelCase, images: ImageSet, rng: np.random.Generator
+) -> tuple[torch.Tensor, SoftLabel]:
+    """One attacked input (normalised) and its soft label, as the paper's protocol draws them."""
+    classes = images.labels.numpy() % case.num_classes
+    first = int(rng.integers(len(classes)))
+    if case.family == "hard":
+        return images.normalise(images.images[first]), labels.one_hot(
+            int(classes[first]), case.num_classes
+        )
+    if case.family == "smoothing":
+        label = labels.smoothing(int(classes[first]), case.num_classes, float(rng.uniform(0, 0.5)))
+        return images.normalise(images.images[first]), label
+    other = int(rng.choice(np.flatnonzero(classes != classes[first])))
+    lam = float(rng.uniform(0, 1))
+    mixed = (1 - lam) * images.images[first] + lam * images.images[other]
+    label = labels.mixup(int(classes[first]), int(classes[other]), lam, case.num_classes)
+    return images.normalise(mixed), label

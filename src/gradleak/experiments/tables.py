@@ -1,0 +1,74 @@
+"""Tables as pure functions of benchmark records."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+COLUMNS = (
+    "setting",
+    "method",
+    "N",
+    "accuracy",
+    "false accepts",
+    "refused",
+    "median ms",
+    "p99 ms",
+    "median / ours-fast",
+)
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    with path.open() as source:
+        return [json.loads(line) for line in source if line.strip()]
+
+
+def summarise(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (setting, method). Accuracy counts converged and correct answers; a false
+    accept is converged but wrong; refused is not converged. Times are per recovery."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for record in records:
+        groups.setdefault((record["case"], record["method"]), []).append(record)
+    medians = {key: float(np.median([r["seconds"] for r in rows])) for key, rows in groups.items()}
+    rows = []
+    for (case, method), trials in groups.items():
+        seconds = np.array([r["seconds"] for r in trials])
+        total = len(trials)
+        baseline = medians.get((case, "ours-fast"))
+        rows.append(
+            {
+                "setting": case,
+                "method": method,
+                "N": total,
+                "accuracy": sum(r["converged"] and r["correct"] for r in trials) / total,
+                "false accepts": sum(r["converged"] and not r["correct"] for r in trials) / total,
+                "refused": sum(not r["converged"] for r in trials),
+                "median ms": 1e3 * float(np.median(seconds)),
+                "p99 ms": 1e3 * float(np.percentile(seconds, 99)),
+                "median / ours-fast": medians[(case, method)] / baseline if baseline else None,
+            }
+        )
+    return rows
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}" if value < 1 or value != int(value) else f"{value:.0f}"
+    return "-" if value is None else str(value)
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for row in rows:
+        lines.append("| " + " | ".join(_cell(row[column]) for column in COLUMNS) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def csv(rows: list[dict[str, Any]]) -> str:
+    lines = [",".join(COLUMNS)]
+    lines += [",".join(_cell(row[column]) for column in COLUMNS) for row in rows]
+    return "\n".join(lines) + "\n"

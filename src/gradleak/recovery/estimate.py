@@ -1,0 +1,37 @@
+"""The value a label-recovery method returns."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class LabelEstimate:
+    """A recovered soft label and last-layer feature, with the evidence for them.
+
+    Shapes: ``soft_label`` (C,), ``features`` (m,) or None for methods that do not recover it.
+    ``scale`` is mu in x = mu * g_r (Paper: Wang, Liang & He, ICLR 2024, Sec. 4.1), ``row`` is r.
+    ``residual`` is the family's constraint residual at the solution, relative to the size of
+    the logit gradient (0 for an exact fit). ``converged`` is decided from observable
+    quantities only; when it is False, ``reason`` says why.
+    """
+
+    soft_label: Tensor
+    features: Tensor | None
+    scale: float
+    residual: float
+    converged: bool
+    family: str
+    method: str
+    row: int = -1
+    reason: str = ""
+    family_params: Mapping[str, Any] = field(default_factory=dict)
+    diagnostics: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.soft_label.shape[-1])

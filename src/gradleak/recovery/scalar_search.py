@@ -1,0 +1,74 @@
+"""The paper's method as a registered recovery: closed form with a bias, scalar search without.
+
+Paper: Wang, Liang & He, ICLR 2024, Sec. 4.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from gradleak.client.observation import GradientObservation
+from gradleak.recovery.analytic import (
+    DEFAULT_TOL,
+    FAMILY_CHOICES,
+    SEARCHES,
+    auto_estimate,
+    bias_estimate,
+    search_estimate,
+)
+from gradleak.recovery.estimate import LabelEstimate
+from gradleak.recovery.last_layer import DEFAULT_RANK_TOL, prepare
+from gradleak.recovery.registry import register
+
+
+@register("scalar-search")
+@dataclass(frozen=True)
+class ScalarSearch:
+    """Recover soft label and feature from one input's last-layer gradient.
+
+    ``family``: "hard" | "smoothing" | "mixup" | "auto". ``search``: "fast" (ours, default) or
+    "paper" (L-BFGS from +-1 then particle swarm). ``tol`` bounds the relative family residual
+    that counts as a fit; ``rank_tol`` the distance of dL/dW from rank one (None skips it).
+    """
+
+    family: str = "auto"
+    search: str = "fast"
+    tol: float = DEFAULT_TOL
+    rank_tol: float | None = DEFAULT_RANK_TOL
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILY_CHOICES:
+            raise ValueError(f"family={self.family!r} is unknown; choose one of {FAMILY_CHOICES}")
+        if self.search not in SEARCHES:
+            raise ValueError(f"search={self.search!r} is unknown; choose one of {sorted(SEARCHES)}")
+        if not 0 < self.tol < 1:
+            raise ValueError(f"tol must be in (0, 1), got {self.tol}")
+
+    def from_last_layer(
+        self,
+        weight: Tensor,
+        weight_grad: Tensor,
+        bias: Tensor | None = None,
+        bias_grad: Tensor | None = None,
+    ) -> LabelEstimate:
+        problem = prepare(weight, weight_grad, bias, bias_grad, rank_tol=self.rank_tol)
+        if problem.bias is not None:
+            return bias_estimate(problem, tol=self.tol, family=self.family)
+        if self.family == "auto":
+            return auto_estimate(problem, search=self.search, tol=self.tol, seed=self.seed)
+        return search_estimate(
+            problem, self.family, search=self.search, tol=self.tol, seed=self.seed
+        )
+
+    def recover(self, observation: GradientObservation) -> LabelEstimate:
+        if observation.num_samples != 1:
+            raise ValueError(
+                f"observation.num_samples is {observation.num_samples}: the analytic attack "
+                "recovers the label of one input (FedSGD with batch size 1)"
+            )
+        return self.from_last_layer(
+            observation.weight, observation.weight_grad, observation.bias, observation.bias_grad
+        )

@@ -1,0 +1,20 @@
+"""What a 1-D scalar search returns, before it becomes a LabelEstimate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ScalarSolution:
+    """Best t = 1 / mu found and its relative family residual.
+
+    ``alternatives`` holds other local solutions (t, residual) whose residual also met the
+    tolerance, so the caller can refuse an ambiguous answer instead of picking one silently.
+    """
+
+    inv_scale: float
+    residual: float
+    evaluations: int
+    alternatives: tuple[tuple[float, float], ...] = ()
+    notes: dict[str, float | int | str] = field(default_factory=dict)
