@@ -46,7 +46,7 @@ def _check_num_classes(num_classes: int) -> None:
         raise ValueError(f"num_classes must be >= 2, got {num_classes}")
 
 
-def one_hot(target: int, num_classes: int, *, dtype: torch.dtype = torch.float32) -> SoftLabel:
+def one_hot(target: int, num_classes: int, *, dtype: torch.dtype = torch.float64) -> SoftLabel:
     """The hard label e_target."""
     _check_num_classes(num_classes)
     _check_class("target", target, num_classes)
@@ -56,7 +56,7 @@ def one_hot(target: int, num_classes: int, *, dtype: torch.dtype = torch.float32
 
 
 def smoothing(
-    target: int, num_classes: int, eps: float, *, dtype: torch.dtype = torch.float32
+    target: int, num_classes: int, eps: float, *, dtype: torch.dtype = torch.float64
 ) -> SoftLabel:
     """Label smoothing: ``(1 - eps) * e_target + eps / C``."""
     _check_num_classes(num_classes)
@@ -74,7 +74,7 @@ def mixup(
     num_classes: int,
     eps: float = 0.0,
     *,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype = torch.float64,
 ) -> SoftLabel:
     """Mixup of two classes, optionally smoothed: (1 - eps)((1 - lam) e_a + lam e_b) + eps / C."""
     _check_num_classes(num_classes)

@@ -37,7 +37,9 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
     out = args.out or Path("runs") / f"bench-labels-{time.strftime('%Y%m%d-%H%M%S')}"
     if out.exists():
-        raise FileExistsError(f"--out {out} exists; choose a new folder (runs are never overwritten)")
+        raise FileExistsError(
+            f"--out {out} exists; choose a new folder (runs are never overwritten)"
+        )
     cases = (
         quick_cases(args.samples)
         if args.quick

@@ -72,6 +72,8 @@ def _score(case: LabelCase, method: str, index: int, estimate, secret, seconds: 
         "l1": l1,
         "correct": l1 < SUCCESS_L1,
         "converged": bool(estimate.converged),
+        "residual": estimate.residual,
+        "scale": estimate.scale,
         "reason": estimate.reason,
         "feature_error": relative_feature_error(estimate.features, secret.features[0]),
         "seconds": seconds,

@@ -27,8 +27,13 @@ class Family:
 
     @property
     def min_classes(self) -> int:
-        """Fewest classes for which the constraint pins the scalar (two constrained entries)."""
-        return self.free + (1 if self.others_equal_zero else 2)
+        """Fewest classes for which the constraint pins the scalar: two constrained entries.
+
+        With one (a hard label over two classes) each class is a solution of its own, so the
+        label is ambiguous; a smoothing label over two classes or a mixup over three is any
+        label at all.
+        """
+        return self.free + 2
 
 
 FAMILIES: dict[str, Family] = {

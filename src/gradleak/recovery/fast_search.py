@@ -26,6 +26,7 @@ from gradleak.recovery.families import (
     relative_residual,
 )
 from gradleak.recovery.last_layer import LastLayerProblem
+from gradleak.recovery.noise import acceptance_threshold, valid_labels
 from gradleak.recovery.search_result import ScalarSolution
 
 #: Grid points per decade of |t| near 0 (half as many per decade of 1 - |t| near 1).
@@ -101,7 +102,8 @@ def _refine(
         step = -(slope * state.deviation).sum(axis=1) / np.where(curvature > 0, curvature, 1.0)
         trial = evaluate(np.clip(state.inv_scale + damping * step, lower, upper))
         improved = trial.residual < state.residual
-        progress = np.where(improved, state.residual - trial.residual, 0.0) / state.residual
+        gain = np.where(improved, state.residual - trial.residual, 0.0)
+        progress = np.divide(gain, state.residual, out=np.zeros_like(gain), where=gain > 0)
         state = _State(
             *(
                 np.where(improved.reshape(-1, *[1] * (new.ndim - 1)), new, old)
@@ -140,7 +142,7 @@ def _golden(
 
 def _bisect_crossings(
     grid: _State, crossings: np.ndarray, evaluate: _Evaluator, iterations: int = 60
-) -> tuple[np.ndarray, np.ndarray]:
+) -> np.ndarray:
     """Bisect each crossing step on "most constrained entries still have their left sign".
 
     The mask stays the one at the left end, so a change of the free entries inside the step
@@ -159,8 +161,72 @@ def _bisect_crossings(
         same = (np.sign(project(labels, mask, family)) == left_sign) & mask
         keep_left = same.sum(axis=1) > quorum
         a, b = np.where(keep_left, middle, a), np.where(keep_left, b, middle)
-    middle = 0.5 * (a + b)
-    return middle, evaluate(middle).residual
+    return 0.5 * (a + b)
+
+
+def _zoom(
+    lower: np.ndarray, upper: np.ndarray, evaluate: _Evaluator, iterations: int, points: int = 48
+) -> np.ndarray:
+    """Rescan each bracket on a fine geometric grid and refine what it shows.
+
+    A true root can share a grid step with a shallow spurious minimum (two sign changes in one
+    step cancel), so the coarse grid sees neither a crossing nor the true basin there.
+    """
+    fractions = np.linspace(0.0, 1.0, points)
+    sign = np.sign(lower)
+    logs = np.log(np.abs(lower))[:, None] + fractions * np.log(upper / lower)[:, None]
+    fine = evaluate((sign[:, None] * np.exp(logs)).ravel())
+    crossings = _crossings(fine, evaluate.family)
+    crossings = crossings[crossings % points != points - 1]
+    rows = fine.residual.reshape(-1, points)
+    minima = np.argmin(rows, axis=1) + points * np.arange(rows.shape[0])
+    first = minima - minima % points
+    low = np.maximum(minima - 1, first)
+    high = np.minimum(minima + 1, first + points - 1)
+    grid = fine.inv_scale
+    refined = _refine(evaluate(grid[minima]), grid[low], grid[high], evaluate, iterations)
+    return np.concatenate([refined.inv_scale, _bisect_crossings(fine, crossings, evaluate)])
+
+
+def polish(problem: LastLayerProblem, family: Family, inv_scale: float) -> float:
+    """Gauss-Newton from one scalar inside +-1 % of it (same sign, |t| <= 1): a final precision
+    step for searches whose own stopping rule is loose."""
+    sign = np.sign(inv_scale)
+    near = np.sort(sign * np.clip(np.abs(inv_scale) * np.array([0.99, 1.01]), 1e-300, 1.0))
+    evaluate = _Evaluator(problem, family)
+    state = _refine(evaluate(np.array([inv_scale])), near[:1], near[1:], evaluate, iterations=30)
+    return float(state.inv_scale[0])
+
+
+def _scan(
+    evaluate: _Evaluator, density: int, max_candidates: int, iterations: int
+) -> tuple[_State, np.ndarray, _State, np.ndarray, np.ndarray]:
+    """Evaluate the grid, collect candidates and refine them.
+
+    Returns the grid, its crossing steps, the refined candidates and their brackets.
+    """
+    negative, positive = scalar_grid(density)
+    points = np.concatenate([negative, positive])
+    grid = evaluate(points)
+    # Bracket ends never straddle t = 0: each branch is searched on its own.
+    split = negative.size
+    values = grid.residual
+    minima = np.concatenate([_grid_minima(values[:split]), split + _grid_minima(values[split:])])
+    last = np.where(minima < split, split - 1, points.size - 1)
+    first = np.where(minima < split, 0, split)
+    crossings = _crossings(grid, evaluate.family)
+    crossings = crossings[crossings != split - 1]
+    nearer = np.where(values[crossings] <= values[crossings + 1], crossings, crossings + 1)
+    starts = np.concatenate([points[minima], points[nearer]])
+    lowers = np.concatenate([points[np.maximum(minima - 1, first)], points[crossings]])
+    uppers = np.concatenate([points[np.minimum(minima + 1, last)], points[crossings + 1]])
+    # Crossing steps go first (all constrained entries vanish there together), every one of
+    # them: with few constraints several scalars can fit, and all must be seen to say so.
+    seeds = np.concatenate([values[minima], np.zeros(crossings.size)])
+    order = np.argsort(seeds, kind="stable")[: max(max_candidates, crossings.size + 4)]
+    lower, upper = lowers[order], uppers[order]
+    state = _refine(evaluate(starts[order]), lower, upper, evaluate, iterations)
+    return grid, crossings, state, lower, upper
 
 
 def fast_search(
@@ -173,49 +239,50 @@ def fast_search(
     iterations: int = 30,
     grid_density: int = GRID_DENSITY,
 ) -> ScalarSolution:
-    """Find t with the smallest relative residual over both signs.
+    """Find the t whose relative residual is smallest compared with its acceptance threshold.
 
     Deterministic, so ``seed`` is ignored (it is accepted for a uniform search interface).
     Cost: O(G C) for the grid of G ~ 300 points, then O(K C) per refinement step.
     """
     evaluate = _Evaluator(problem, family)
-    negative, positive = scalar_grid(grid_density)
-    points = np.concatenate([negative, positive])
-    grid = evaluate(points)
-    # Bracket ends never straddle t = 0: each branch is searched on its own.
-    split = negative.size
-    values = grid.residual
-    minima = np.concatenate([_grid_minima(values[:split]), split + _grid_minima(values[split:])])
-    last = np.where(minima < split, split - 1, points.size - 1)
-    first = np.where(minima < split, 0, split)
-    crossings = _crossings(grid, family)
-    crossings = crossings[crossings != split - 1]
-    nearer = np.where(values[crossings] <= values[crossings + 1], crossings, crossings + 1)
-    starts = np.concatenate([points[minima], points[nearer]])
-    lowers = np.concatenate([points[np.maximum(minima - 1, first)], points[crossings]])
-    uppers = np.concatenate([points[np.minimum(minima + 1, last)], points[crossings + 1]])
-    # Crossing steps go first: all constrained entries vanish there together.
-    seeds = np.concatenate([values[minima], np.zeros(crossings.size)])
-    order = np.argsort(seeds, kind="stable")[:max_candidates]
-    lower, upper = lowers[order], uppers[order]
-    state = _refine(evaluate(starts[order]), lower, upper, evaluate, iterations)
-    t, residual = state.inv_scale, state.residual
-    if residual.min() > tol:
+    grid, crossings, state, lower, upper = _scan(evaluate, grid_density, max_candidates, iterations)
+    limit = acceptance_threshold(problem, state.inv_scale, state.probs, tol)
+    valid = valid_labels(state.labels)
+    if not ((state.residual <= limit) & valid).any():
+        # Rare: no fit yet. Spend more: golden and sign bisection in every bracket, a fine rescan
+        # of the closest brackets, and the whole scan again at four times the density.
         polished_t, polished = _golden(lower, upper, evaluate)
-        better = polished < residual
-        bisected_t, bisected = _bisect_crossings(grid, crossings, evaluate)
-        t = np.concatenate([np.where(better, polished_t, t), bisected_t])
-        residual = np.concatenate([np.where(better, polished, residual), bisected])
-    best = int(np.argmin(residual))
+        kept = np.where(polished < state.residual, polished_t, state.inv_scale)
+        closest = np.argsort(state.residual / limit)[:4]
+        dense_grid, dense_crossings, dense, _, _ = _scan(
+            evaluate, 4 * grid_density, max_candidates, iterations
+        )
+        state = evaluate(
+            np.concatenate(
+                [
+                    kept,
+                    _bisect_crossings(grid, crossings, evaluate),
+                    _zoom(lower[closest], upper[closest], evaluate, iterations),
+                    dense.inv_scale,
+                    _bisect_crossings(dense_grid, dense_crossings, evaluate),
+                ]
+            )
+        )
+        limit = acceptance_threshold(problem, state.inv_scale, state.probs, tol)
+        valid = valid_labels(state.labels)
+    score = state.residual / limit
+    # A fit whose label is no probability vector is never preferred over one whose label is.
+    best = int(np.argmin(np.where(valid, score, np.inf))) if valid.any() else int(np.argmin(score))
     alternatives = tuple(
-        (float(t[index]), float(residual[index]))
-        for index in range(t.size)
-        if index != best and residual[index] <= tol
+        (float(state.inv_scale[index]), float(score[index]))
+        for index in range(score.size)
+        if index != best and score[index] <= 1.0 and valid[index]
     )
     return ScalarSolution(
-        inv_scale=float(t[best]),
-        residual=float(residual[best]),
+        inv_scale=float(state.inv_scale[best]),
+        residual=float(state.residual[best]),
+        threshold=float(limit[best]),
         evaluations=evaluate.count,
         alternatives=alternatives,
-        notes={"candidates": int(t.size)},
+        notes={"candidates": int(score.size)},
     )

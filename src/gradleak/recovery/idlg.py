@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from gradleak.client.observation import GradientObservation
 from gradleak.recovery.estimate import LabelEstimate
-from gradleak.recovery.last_layer import as_float64
+from gradleak.recovery.last_layer import as_array
 from gradleak.recovery.registry import register
 
 
@@ -24,7 +25,9 @@ class Idlg:
     """Pick the class whose weight-gradient row sums to the smallest (negative) value."""
 
     def from_last_layer(self, weight_grad: torch.Tensor) -> LabelEstimate:
-        rows = torch.from_numpy(as_float64("weight_grad", weight_grad, 2)).sum(dim=1)
+        rows = torch.from_numpy(
+            as_array("weight_grad", weight_grad, 2).sum(axis=1, dtype=np.float64)
+        )
         target = int(rows.argmin())
         negative = int((rows < 0).sum())
         label = torch.zeros(rows.shape[0], dtype=torch.float64)

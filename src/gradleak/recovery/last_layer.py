@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from torch import Tensor
 
 #: Default bound on the relative distance of dL/dW from the nearest rank-one matrix.
@@ -24,10 +25,11 @@ class NotSingleInputError(ValueError):
 
 @dataclass(frozen=True)
 class LastLayerProblem:
-    """The reduced problem, in float64.
+    """The reduced problem: float64 vectors, the matrices as given (float32 or float64).
 
     Shapes: ``weight``, ``weight_grad`` (C, m); ``row_grad`` g_r (m,); ``logit_direction`` W g_r
-    (C,); ``coupling`` c (C,); ``bias``, ``bias_grad`` (C,) or None.
+    (C,); ``coupling`` c (C,); ``weight_row_norms`` ||W_i|| (C,); ``bias``, ``bias_grad``
+    (C,) or None. ``input_eps`` is the machine epsilon of the coarser input dtype.
     """
 
     weight: np.ndarray
@@ -37,6 +39,8 @@ class LastLayerProblem:
     logit_direction: np.ndarray
     coupling: np.ndarray
     rank_one_deviation: float
+    weight_row_norms: np.ndarray
+    input_eps: float
     bias: np.ndarray | None = None
     bias_grad: np.ndarray | None = None
 
@@ -49,12 +53,21 @@ class LastLayerProblem:
         return scale * self.row_grad
 
 
-def as_float64(name: str, value: Tensor | np.ndarray, ndim: int) -> np.ndarray:
+def as_array(name: str, value: Tensor | np.ndarray, ndim: int) -> np.ndarray:
+    """A finite float32/float64 NumPy view of ``value`` (no copy when possible), checked once.
+
+    Kernels read it with float64 accumulation (``np.einsum(..., dtype=np.float64)``), which
+    casts in small buffers: converting a (1000, 2048) matrix up front costs more in fresh
+    memory than the arithmetic itself, and a torch copy would wake its thread pool.
+    """
     if isinstance(value, Tensor):
-        # NumPy converts on the calling thread; a torch copy this size would wake its thread
-        # pool, which costs milliseconds on small machines.
-        value = value.detach().cpu().numpy()
-    array = np.asarray(value, dtype=np.float64)
+        value = value.detach().cpu()
+        if value.dtype not in (torch.float32, torch.float64):
+            value = value.to(torch.float64)
+        value = value.numpy()
+    array = np.asarray(value)
+    if array.dtype not in (np.float32, np.float64):
+        array = array.astype(np.float64)
     if array.ndim != ndim:
         expected = "(C, m)" if ndim == 2 else "(C,)"
         raise ValueError(f"{name} must have shape {expected}, got shape {array.shape}")
@@ -62,6 +75,11 @@ def as_float64(name: str, value: Tensor | np.ndarray, ndim: int) -> np.ndarray:
         bad = int((~np.isfinite(array)).sum())
         raise ValueError(f"{name} holds {bad} NaN or infinite entries; expected finite values")
     return array
+
+
+def matvec(matrix: np.ndarray, vector: np.ndarray) -> np.ndarray:
+    """matrix @ vector accumulated in float64. Shapes: (C, m), (m,) -> (C,)."""
+    return np.einsum("ij,j->i", matrix, vector, dtype=np.float64, casting="safe")
 
 
 def prepare(
@@ -78,8 +96,8 @@ def prepare(
     |mu| >= 1 and the division by g_r well conditioned. ``rank_tol=None`` skips the rank-one
     check (for deliberately noisy gradients).
     """
-    weight = as_float64("weight", weight, 2)
-    weight_grad = as_float64("weight_grad", weight_grad, 2)
+    weight = as_array("weight", weight, 2)
+    weight_grad = as_array("weight_grad", weight_grad, 2)
     if weight.shape != weight_grad.shape:
         raise ValueError(
             f"weight_grad has shape {weight_grad.shape}, expected the weight's shape {weight.shape}"
@@ -89,21 +107,21 @@ def prepare(
     if (bias is None) != (bias_grad is None):
         raise ValueError("bias and bias_grad must be given together (or neither)")
     if bias is not None:
-        bias = as_float64("bias", bias, 1)
-        bias_grad = as_float64("bias_grad", bias_grad, 1)
+        bias = as_array("bias", bias, 1).astype(np.float64)
+        bias_grad = as_array("bias_grad", bias_grad, 1).astype(np.float64)
         for name, vector in (("bias", bias), ("bias_grad", bias_grad)):
             if vector.shape[0] != weight.shape[0]:
                 raise ValueError(f"{name} must have shape ({weight.shape[0]},), got {vector.shape}")
 
-    squared_norms = np.einsum("ij,ij->i", weight_grad, weight_grad)
+    squared_norms = np.einsum("ij,ij->i", weight_grad, weight_grad, dtype=np.float64)
     row = int(np.argmax(squared_norms))
     if squared_norms[row] == 0.0:
         raise ValueError(
             "weight_grad is all zero: the prediction equals the label exactly, so the gradient "
             "carries no information about the label or the feature"
         )
-    row_grad = weight_grad[row]
-    coupling = weight_grad @ row_grad / squared_norms[row]
+    row_grad = weight_grad[row].astype(np.float64)
+    coupling = matvec(weight_grad, row_grad) / squared_norms[row]
     # ||G - c g_r^T||^2 = ||G||^2 - ||c||^2 ||g_r||^2 because c holds the projections on g_r;
     # the cancellation floor (~1e-8 relative) sits far below any useful rank_tol.
     explained = float(coupling @ coupling) * squared_norms[row] / squared_norms.sum()
@@ -120,9 +138,11 @@ def prepare(
         weight_grad=weight_grad,
         row=row,
         row_grad=row_grad,
-        logit_direction=weight @ row_grad,
+        logit_direction=matvec(weight, row_grad),
         coupling=coupling,
         rank_one_deviation=deviation,
+        weight_row_norms=np.sqrt(np.einsum("ij,ij->i", weight, weight, dtype=np.float64)),
+        input_eps=float(max(np.finfo(weight.dtype).eps, np.finfo(weight_grad.dtype).eps)),
         bias=bias,
         bias_grad=bias_grad,
     )

@@ -7,14 +7,16 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class ScalarSolution:
-    """Best t = 1 / mu found and its relative family residual.
+    """Best t = 1 / mu found, its relative family residual and the residual it may have.
 
-    ``alternatives`` holds other local solutions (t, residual) whose residual also met the
-    tolerance, so the caller can refuse an ambiguous answer instead of picking one silently.
+    ``threshold`` is `noise.acceptance_threshold` at t. ``alternatives`` holds other local
+    solutions as (t, residual / threshold) that also fit, so the caller can refuse an ambiguous
+    answer instead of picking one silently.
     """
 
     inv_scale: float
     residual: float
+    threshold: float
     evaluations: int
     alternatives: tuple[tuple[float, float], ...] = ()
     notes: dict[str, float | int | str] = field(default_factory=dict)
