@@ -66,8 +66,22 @@ def test_missing_observation_file_is_a_clear_error(tmp_path, capsys):
 
 def test_quick_label_benchmark_writes_tables(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["bench", "labels", "--quick", "--samples", "6", "--paper-samples", "2",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "labels",
+                "--quick",
+                "--samples",
+                "6",
+                "--paper-samples",
+                "2",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     table = (out / "table.md").read_text()
     assert "ours-fast" in table and "ours-paper" in table and "idlg" in table
     records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]

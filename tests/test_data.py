@@ -7,7 +7,11 @@ from gradleak.data import load_embedded
 
 @pytest.mark.parametrize(
     ("name", "classes", "size"),
-    [("embedded-cifar10", 10, 32), ("embedded-cifar100", 100, 32), ("embedded-imagenet", 1000, 224)],
+    [
+        ("embedded-cifar10", 10, 32),
+        ("embedded-cifar100", 100, 32),
+        ("embedded-imagenet", 1000, 224),
+    ],
 )
 def test_embedded_sets_have_real_images_and_labels(name, classes, size):
     images = load_embedded(name)

@@ -7,7 +7,9 @@ near t = 0 (trained nets, p close to y) and near |t| = 1 (saturated softmax of u
 Candidates are grid minima and grid steps where the constrained entries change sign together
 (the true t makes them all zero at once, however narrow its basin). Each candidate is refined
 in parallel by Gauss-Newton on the constraint residual, which converges quadratically because
-the true t gives residual 0; a golden-section pass handles kinks. No start point is privileged.
+the true t gives residual 0. Only when nothing fits does a fallback spend more: golden section
+and sign bisection per bracket (kinks), a fine rescan of the closest brackets and a grid four
+times denser. No start point is privileged.
 """
 
 from __future__ import annotations

@@ -29,8 +29,9 @@ class ScalarSearch:
     """Recover soft label and feature from one input's last-layer gradient.
 
     ``family``: "hard" | "smoothing" | "mixup" | "auto". ``search``: "fast" (ours, default) or
-    "paper" (L-BFGS from +-1 then particle swarm). ``tol`` bounds the relative family residual
-    that counts as a fit; ``rank_tol`` the distance of dL/dW from rank one (None skips it).
+    "paper" (L-BFGS from +-1 then particle swarm). ``tol`` caps the relative family residual
+    that counts as a fit (the threshold used is min(tol, 10x the gradient's rounding floor));
+    ``rank_tol`` bounds the distance of dL/dW from rank one (None skips that check).
     """
 
     family: str = "auto"
