@@ -24,7 +24,7 @@ from gradleak.recovery.families import (
 )
 from gradleak.recovery.fast_search import fast_search, polish
 from gradleak.recovery.last_layer import LastLayerProblem, matvec
-from gradleak.recovery.noise import NOISE_FACTOR, threshold_at, valid_labels
+from gradleak.recovery.noise import NOISE_FACTOR, noise_floor, valid_labels
 from gradleak.recovery.paper_search import paper_search
 from gradleak.recovery.search_result import ScalarSolution
 
@@ -35,8 +35,10 @@ DEFAULT_TOL = 1e-4
 #: and its residual (relative to its threshold) is within AMBIGUITY_RATIO of the best one's.
 AMBIGUITY_L1 = 1e-2
 AMBIGUITY_RATIO = 10.0
-#: Scores (residual / threshold) below this count as equally exact when comparing rivals.
+#: Residuals below this fraction of the rounding floor, or below EXACT_RIVAL, count as equally
+#: exact when comparing rivals (true scalars sit at 0.003-0.25 of the floor in float32).
 RIVAL_FLOOR = 1e-2
+EXACT_RIVAL = 1e-12
 
 SEARCHES: dict[str, Callable[..., ScalarSolution]] = {"fast": fast_search, "paper": paper_search}
 FAMILY_CHOICES = (*FAMILIES, "auto")
@@ -69,28 +71,32 @@ def _verdict(label: np.ndarray, residual: float, threshold: float) -> str:
 
 
 def _rivals(
-    problem: LastLayerProblem, family: Family, solution: ScalarSolution, label, tol: float
+    problem: LastLayerProblem, family: Family, solution: ScalarSolution, label: np.ndarray
 ) -> list[float]:
-    """Other scalars that fit about as well as the best one but imply a different label.
+    """Other scalars that fit as exactly as the best one but imply a different label.
 
     Each alternative is polished first, so a genuine second root is judged on the precision it
-    can reach, while a flat valley (a residual floor above rounding) stays apart.
+    can reach. It must come within AMBIGUITY_RATIO of the best residual (or of a hundredth of
+    its own rounding floor, when the best fit is exact beyond rounding): a flat valley whose
+    residual stalls far above the best fit is no rival.
     """
-    best_score = max(solution.residual / solution.threshold, RIVAL_FLOOR)
-    rivals = []
-    for inv_scale, _ in solution.alternatives:
-        inv_scale = polish(problem, family, inv_scale)
-        other = _label_at(problem, inv_scale)
+    rivals: list[float] = []
+    for candidate, _ in solution.alternatives:
+        inv_scale = polish(problem, family, candidate)
+        other, probs = (
+            row[0]
+            for row in implied_labels(
+                np.array([inv_scale]), problem.logit_direction, problem.coupling
+            )
+        )
         known = [label, *(_label_at(problem, rival) for rival in rivals)]
         if min(np.abs(other - seen).sum() for seen in known) <= AMBIGUITY_L1:
             continue
         if not valid_labels(other[None])[0]:
             continue
-        threshold = threshold_at(problem, np.array([inv_scale]), tol)[0]
-        if (
-            _family_residual(other, inv_scale, problem, family)
-            <= AMBIGUITY_RATIO * best_score * threshold
-        ):
+        floor = noise_floor(problem, np.array([inv_scale]), probs[None])[0]
+        reference = max(solution.residual, RIVAL_FLOOR * floor, EXACT_RIVAL)
+        if _family_residual(other, inv_scale, problem, family) <= AMBIGUITY_RATIO * reference:
             rivals.append(inv_scale)
     return rivals
 
@@ -114,8 +120,8 @@ def search_estimate(
             f"no scalar fits the {family_name} family: {reason} (min of tol and "
             f"{NOISE_FACTOR:.0f}x the rounding floor of this gradient)"
         )
-    rivals = _rivals(problem, FAMILIES[family_name], solution, label, tol)
-    if not reason and rivals:
+    rivals = [] if reason else _rivals(problem, family, solution, label)
+    if rivals:
         reason = (
             f"ambiguous: {len(rivals) + 1} scalars fit the {family_name} family with different "
             "labels; refusing to pick one"
