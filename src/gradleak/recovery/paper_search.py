@@ -37,6 +37,8 @@ def _paper_loss(scale: torch.Tensor, u: torch.Tensor, c: torch.Tensor, family: F
 
 
 def _lbfgs(start: float, u, c, family: Family) -> tuple[float, float, int]:
+    """One L-BFGS start; returns (mu, paper loss, evaluations). Stops on acceptance, a plateau
+    of PLATEAU_STEPS steps without improvement, or STEPS steps."""
     scale = torch.tensor(start, dtype=torch.float64, requires_grad=True)
     optimizer = torch.optim.LBFGS([scale], lr=0.5)
     evaluations, best, flat = 0, float("inf"), 0
@@ -64,6 +66,7 @@ def _lbfgs(start: float, u, c, family: Family) -> tuple[float, float, int]:
 
 
 def _relative_residual(scale: torch.Tensor, problem: LastLayerProblem, family: Family):
+    """Our scale-aware residual at a batch of mu values. Shapes: (P,) -> (P,)."""
     inv_scale = 1.0 / scale.numpy()
     labels, _ = implied_labels(inv_scale, problem.logit_direction, problem.coupling)
     norm = float(np.linalg.norm(problem.coupling))
