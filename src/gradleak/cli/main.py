@@ -7,10 +7,11 @@ import logging
 import sys
 
 from gradleak import __version__
-from gradleak.cli import bench, recover
+from gradleak.cli import bench, recover, train
 
 COMMANDS = {
     "recover": (recover, "recover a client's soft label and feature from one gradient"),
+    "train": (train, "train a model with soft labels on local data; save a safe checkpoint"),
     "bench": (bench, "run a benchmark and print its table"),
 }
 

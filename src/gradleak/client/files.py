@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from safetensors import safe_open
 from safetensors.torch import save_file
 
 from gradleak.client.observation import GradientObservation
+from gradleak.tagged_files import read_tagged
 
 FORMAT = "gradleak-observation"
 VERSION = "1"
@@ -58,21 +58,7 @@ def load_observation(path: str | Path) -> GradientObservation:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"observation file {path} does not exist")
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
-    except Exception as error:  # safetensors raises its own error types for corrupt headers
-        raise ValueError(f"{path} is not a safetensors file: {error}") from error
-    if metadata.get("format") != FORMAT:
-        raise ValueError(
-            f"{path} is not a gradleak observation (metadata format={metadata.get('format')!r}, "
-            f"expected {FORMAT!r})"
-        )
-    if metadata.get("version") != VERSION:
-        raise ValueError(
-            f"{path} has format version {metadata.get('version')!r}; expected {VERSION}"
-        )
+    tensors, metadata = read_tagged(path, file_format=FORMAT, version=VERSION)
     groups: dict[str, dict] = {"gradient": {}, "parameter": {}}
     for key, value in tensors.items():
         kind, _, name = key.partition("/")

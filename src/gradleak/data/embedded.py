@@ -8,7 +8,7 @@ The PNG/JPEG files are read from the package's ``data/`` folder without importin
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,13 @@ EMBEDDED = {
 class ImageSet:
     """Images in [0, 1] with integer labels and the dataset's normalisation statistics.
 
-    Shapes: ``images`` (N, 3, H, W) float32; ``labels`` (N,) int64; ``mean``, ``std`` (3,).
+    Every loader returns one, so attacks and models see one shape whatever the source.
+    ``mean`` and ``std`` are the dataset's own per-channel statistics (one entry per channel:
+    1 for Fashion-MNIST, 3 for RGB sets). ``class_names`` is ``None`` when the source does not
+    name its classes.
+
+    Shapes: ``images`` (N, C, H, W) float32; ``labels`` (N,) int64; ``mean``, ``std`` (C,);
+    ``class_names`` (num_classes,) when given.
     """
 
     name: str
@@ -37,11 +43,51 @@ class ImageSet:
     num_classes: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    class_names: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.images.dim() != 4:
+            raise ValueError(f"images must be (N, C, H, W), got shape {tuple(self.images.shape)}")
+        if self.labels.shape != self.images.shape[:1]:
+            raise ValueError(
+                f"labels must be ({self.images.shape[0]},) to match images, "
+                f"got shape {tuple(self.labels.shape)}"
+            )
+        channels = self.images.shape[1]
+        if len(self.mean) != channels or len(self.std) != channels:
+            raise ValueError(
+                f"mean and std need one entry per channel ({channels}), "
+                f"got {len(self.mean)} and {len(self.std)}"
+            )
+        if self.class_names is not None and len(self.class_names) != self.num_classes:
+            raise ValueError(
+                f"class_names must name all num_classes={self.num_classes} classes, "
+                f"got {len(self.class_names)}"
+            )
+
+    @property
+    def in_channels(self) -> int:
+        """Channels per image (1 for grey, 3 for RGB): what a model's first layer must accept."""
+        return int(self.images.shape[1])
+
+    @property
+    def image_size(self) -> int:
+        """Side of the (square) images in pixels."""
+        return int(self.images.shape[-1])
 
     def normalise(self, images: Tensor) -> Tensor:
+        """Standardise ``images`` with this set's per-channel ``mean`` and ``std``.
+
+        Shapes: ``images`` (N, C, H, W) or (C, H, W) -> same shape.
+        """
+        if images.dim() not in (3, 4) or images.shape[-3] != len(self.mean):
+            raise ValueError(
+                f"images must be (N, {len(self.mean)}, H, W) or ({len(self.mean)}, H, W) "
+                f"for {self.name}, got shape {tuple(images.shape)}"
+            )
         shape = (-1, 1, 1)
-        mean = torch.tensor(self.mean, dtype=images.dtype).view(shape)
-        std = torch.tensor(self.std, dtype=images.dtype).view(shape)
+        mean = torch.tensor(self.mean, dtype=images.dtype, device=images.device).view(shape)
+        std = torch.tensor(self.std, dtype=images.dtype, device=images.device).view(shape)
         return (images - mean) / std
 
 
@@ -95,3 +141,22 @@ def load_embedded(name: str, *, image_size: int | None = None) -> ImageSet:
         mean=mean,
         std=std,
     )
+
+
+def load_embedded_split(
+    name: str, root: Path | None, *, split: str, image_size: int | None, limit: int | None
+) -> ImageSet:
+    """Registry adapter for ``load_embedded``: the images ship inside foolbox, test split only.
+
+    Shapes: ``images`` (N, 3, S, S) with N <= 20; ``labels`` (N,).
+    """
+    if root is not None:
+        raise ValueError(
+            f"root must be None for {name}: its images ship inside the foolbox package, got {root}"
+        )
+    if split != "test":
+        raise ValueError(f"split must be 'test' for {name} (20 test images), got {split!r}")
+    images = load_embedded(name, image_size=image_size)
+    if limit is None:
+        return images
+    return replace(images, images=images.images[:limit], labels=images.labels[:limit])

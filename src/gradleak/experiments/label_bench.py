@@ -21,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 import gradleak
-from gradleak.data import load_embedded
+from gradleak import data
 from gradleak.experiments.label_cases import LabelCase, draw_trial
 from gradleak.metrics.labels import label_l1, relative_feature_error
 
@@ -44,17 +44,18 @@ def methods_for(family: str) -> dict[str, dict[str, Any]]:
 
 
 def _trials(case: LabelCase, seed: int) -> Iterator[tuple[int, Any, Any]]:
-    images = load_embedded(case.dataset)
+    images = data.load(case.dataset, case.data_root, split="test")
     # Stable per-case stream: (root seed, hash of the case name); trials draw in order.
     rng = np.random.default_rng([seed, zlib.crc32(case.name.encode())])
-    model = None
+    model = gradleak.models.load(case.checkpoint) if case.checkpoint else None
     for index in range(case.samples):
-        if index % case.per_model == 0:
+        if case.checkpoint is None and index % case.per_model == 0:
             model = gradleak.models.build(
                 case.model,
                 num_classes=case.num_classes,
                 init=case.init,
                 seed=seed + index,
+                in_channels=images.images.shape[1],
                 image_size=images.images.shape[-1],
             )
         inputs, label = draw_trial(case, images, rng)

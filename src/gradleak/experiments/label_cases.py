@@ -8,6 +8,7 @@ lam ~ U(0, 1); one-hot labels for the iDLG comparison.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -15,11 +16,17 @@ import torch
 from gradleak import labels
 from gradleak.data import ImageSet
 from gradleak.labels import SoftLabel
+from gradleak.models import load_checkpoint
 
 
 @dataclass(frozen=True)
 class LabelCase:
-    """One benchmark setting. ``samples`` trials; a fresh model seed every ``per_model`` trials."""
+    """One benchmark setting. ``samples`` trials; a fresh model seed every ``per_model`` trials.
+
+    With ``checkpoint`` set the case attacks that trained model (one model for every trial) on
+    the test split of ``dataset`` (from ``data_root`` when it is not the default folder);
+    ``init`` then describes the training ("trained smoothing:0.1").
+    """
 
     model: str
     init: str
@@ -28,10 +35,13 @@ class LabelCase:
     family: str
     samples: int
     per_model: int = 100
+    checkpoint: str | None = None
+    data_root: str | None = None
 
     @property
     def name(self) -> str:
-        return f"{self.model} ({self.init}) C={self.num_classes} {self.family}"
+        data = f", {self.dataset}" if self.checkpoint else ""
+        return f"{self.model} ({self.init}{data}) C={self.num_classes} {self.family}"
 
 
 def standard_cases(samples: int, large_samples: int) -> list[LabelCase]:
@@ -43,6 +53,33 @@ def standard_cases(samples: int, large_samples: int) -> list[LabelCase]:
                 cases.append(LabelCase(model, init, dataset, num_classes, family, samples))
         cases.append(
             LabelCase("resnet50", "default", "embedded-imagenet", 1000, family, large_samples, 25)
+        )
+    return cases
+
+
+def trained_cases(
+    checkpoints: list[Path], samples: int, *, data_root: Path | None = None
+) -> list[LabelCase]:
+    """One case per trained checkpoint, attacked with the label family it was trained with
+    (the paper's protocol): smoothing-trained models get smoothing labels, and so on."""
+    cases = []
+    for path in checkpoints:
+        card = load_checkpoint(path).card
+        training, architecture = card["training"], card["architecture"]
+        missing = {"dataset", "augmentation", "label_family"} - set(training)
+        if missing:
+            raise ValueError(f"checkpoint {path} card lacks training facts {sorted(missing)}")
+        cases.append(
+            LabelCase(
+                model=architecture["name"],
+                init=f"trained {training['augmentation']}",
+                dataset=training["dataset"],
+                num_classes=architecture["num_classes"],
+                family=training["label_family"],
+                samples=samples,
+                checkpoint=str(path),
+                data_root=None if data_root is None else str(data_root),
+            )
         )
     return cases
 

@@ -20,6 +20,20 @@ _NAME_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 
 
 @dataclass(frozen=True)
+class Architecture:
+    """Everything `build` needs to rebuild a model: stored in checkpoints as ``model.architecture``.
+
+    Shapes: the model maps (B, in_channels, image_size, image_size) to (B, num_classes).
+    """
+
+    name: str
+    num_classes: int
+    in_channels: int
+    image_size: int
+    classifier_bias: bool = False
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """A registered builder and the input shape it is designed for.
 
@@ -98,7 +112,8 @@ def build(
     ``init`` is one of ``"default"`` (PyTorch constructor init) or ``"uniform"``
     (U(-0.5, 0.5) on every parameter). With ``seed`` set, construction is deterministic and
     the caller's global RNG state is left untouched. ``in_channels``/``image_size`` default
-    to the model's registered input shape.
+    to the model's registered input shape. The built model carries ``model.architecture``
+    (an `Architecture`), which checkpoints store to rebuild it.
 
     Shapes: the model maps (B, in_channels, image_size, image_size) to (B, num_classes).
     """
@@ -122,6 +137,7 @@ def build(
             classifier_bias=classifier_bias,
         )
         apply_init(model, init)
+        model.architecture = Architecture(name, num_classes, channels, size, classifier_bias)
         return model
 
     if seed is None:

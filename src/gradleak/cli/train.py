@@ -1,0 +1,119 @@
+"""`gradleak train`: train a model with soft labels on local data and save a safe checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+import platform
+from pathlib import Path
+
+import torch
+
+import gradleak
+from gradleak import data
+from gradleak.models import save_checkpoint
+from gradleak.training import TrainingConfig, parse_augmentation, train_model
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="lenet", help="registered model name")
+    parser.add_argument(
+        "--dataset", default="fashion-mnist", help=f"one of {', '.join(data.names())}"
+    )
+    parser.add_argument("--data-root", type=Path, help="local dataset folder (if not default)")
+    parser.add_argument(
+        "--augment",
+        default="smoothing:0.1",
+        help="training targets: none, smoothing:EPS (0<EPS<1) or mixup:ALPHA (ALPHA>0)",
+    )
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (cosine)")
+    parser.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
+    parser.add_argument("--weight-decay", type=float, default=5e-4)
+    parser.add_argument(
+        "--crop-flip", action="store_true", help="random crop + flip (the CIFAR recipe)"
+    )
+    parser.add_argument("--image-size", type=int, help="resize images to this side")
+    parser.add_argument("--train-limit", type=int, help="train on the first N training images only")
+    parser.add_argument("--seed", type=int, default=0, help="model init, shuffling and mixup")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="checkpoint path (.safetensors); default checkpoints/MODEL-DATASET-AUGMENT",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an existing checkpoint at --out"
+    )
+
+
+def default_path(model: str, dataset: str, augment: str) -> Path:
+    """``checkpoints/lenet-fashion-mnist-smoothing-0.1.safetensors``."""
+    return Path("checkpoints") / f"{model}-{dataset}-{augment.replace(':', '-')}.safetensors"
+
+
+def run(args: argparse.Namespace) -> int:
+    augmentation = parse_augmentation(args.augment)
+    config = TrainingConfig(
+        augmentation=augmentation,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        optimizer=args.optimizer,
+        weight_decay=args.weight_decay,
+        crop_flip=args.crop_flip,
+        seed=args.seed,
+    )
+    out = args.out or default_path(args.model, args.dataset, str(augmentation))
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"--out {out} exists; pass --overwrite to replace it")
+    train_set = data.load(
+        args.dataset,
+        args.data_root,
+        split="train",
+        image_size=args.image_size,
+        limit=args.train_limit,
+    )
+    test_set = data.load(args.dataset, args.data_root, split="test", image_size=args.image_size)
+    channels, size = train_set.images.shape[1], train_set.images.shape[-1]
+    model = gradleak.models.build(
+        args.model,
+        num_classes=train_set.num_classes,
+        in_channels=channels,
+        image_size=size,
+        seed=args.seed,
+    )
+    print(
+        f"training {args.model} on {args.dataset} ({len(train_set.labels)} images, "
+        f"{channels}x{size}x{size}, {train_set.num_classes} classes) with {augmentation}, "
+        f"{args.epochs} epochs"
+    )
+    result = train_model(model, train_set, test_set, config)
+    for stats in result.history:
+        print(
+            f"epoch {stats.epoch:3d}  loss {stats.train_loss:.4f}  "
+            f"test accuracy {stats.test_accuracy:.2%}  ({stats.seconds:.0f} s)"
+        )
+    training = {
+        "dataset": args.dataset,
+        "train_images": len(train_set.labels),
+        "test_images": len(test_set.labels),
+        "augmentation": str(augmentation),
+        "label_family": augmentation.label_family,
+        "test_accuracy": result.test_accuracy,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "learning_rate": args.lr,
+        "optimizer": args.optimizer,
+        "weight_decay": args.weight_decay,
+        "crop_flip": args.crop_flip,
+        "seed": args.seed,
+        "seconds": round(result.seconds, 1),
+        "threads": torch.get_num_threads(),
+        "machine": platform.platform(),
+    }
+    save_checkpoint(model, out, training=training, overwrite=args.overwrite)
+    print(
+        f"test accuracy {result.test_accuracy:.2%} after {result.seconds:.0f} s; "
+        f"checkpoint {out} (card {out.with_suffix('.json')})"
+    )
+    return 0

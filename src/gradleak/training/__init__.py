@@ -1,0 +1,22 @@
+"""Train networks with soft labels on local data, so attacks can target trained models."""
+
+from gradleak.training.augment import Augmentation, parse_augmentation
+from gradleak.training.trainer import (
+    EpochStats,
+    TrainingConfig,
+    TrainingResult,
+    evaluate,
+    soft_cross_entropy,
+    train_model,
+)
+
+__all__ = [
+    "Augmentation",
+    "EpochStats",
+    "TrainingConfig",
+    "TrainingResult",
+    "evaluate",
+    "parse_augmentation",
+    "soft_cross_entropy",
+    "train_model",
+]
