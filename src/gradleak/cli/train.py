@@ -11,11 +11,12 @@ import torch
 import gradleak
 from gradleak import data
 from gradleak.models import save_checkpoint
-from gradleak.training import TrainingConfig, parse_augmentation, train_model
+from gradleak.training import OPTIMIZERS, TrainingConfig, parse_augmentation, train_model
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="lenet", help="registered model name")
+    defaults = TrainingConfig()
+    parser.add_argument("--model", default="lenet", choices=gradleak.models.names())
     parser.add_argument(
         "--dataset", default="fashion-mnist", help=f"one of {', '.join(data.names())}"
     )
@@ -25,11 +26,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="smoothing:0.1",
         help="training targets: none, smoothing:EPS (0<EPS<1) or mixup:ALPHA (ALPHA>0)",
     )
-    parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (cosine)")
-    parser.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
-    parser.add_argument("--weight-decay", type=float, default=5e-4)
+    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument(
+        "--lr", type=float, default=defaults.learning_rate, help="peak learning rate (cosine)"
+    )
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer)
+    parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
     parser.add_argument(
         "--crop-flip", action="store_true", help="random crop + flip (the CIFAR recipe)"
     )

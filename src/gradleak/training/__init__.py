@@ -2,6 +2,7 @@
 
 from gradleak.training.augment import Augmentation, parse_augmentation
 from gradleak.training.trainer import (
+    OPTIMIZERS,
     EpochStats,
     TrainingConfig,
     TrainingResult,
@@ -11,6 +12,7 @@ from gradleak.training.trainer import (
 )
 
 __all__ = [
+    "OPTIMIZERS",
     "Augmentation",
     "EpochStats",
     "TrainingConfig",

@@ -33,9 +33,9 @@ class TrainingConfig:
     """
 
     augmentation: Augmentation = field(default_factory=lambda: Augmentation("none"))
-    epochs: int = 5
+    epochs: int = 15
     batch_size: int = 128
-    learning_rate: float = 2e-3
+    learning_rate: float = 3e-3
     optimizer: str = "adam"
     weight_decay: float = 5e-4
     crop_flip: bool = False
