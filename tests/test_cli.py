@@ -12,13 +12,13 @@ def test_help_lists_every_command(capsys):
         main(["--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    for command in ("recover", "train", "bench"):
+    for command in ("recover", "reconstruct", "train", "bench"):
         assert command in text
 
 
 def test_every_subcommand_has_help():
     parser = build_parser()
-    for command in ("recover", "train", "bench"):
+    for command in ("recover", "reconstruct", "train", "bench"):
         with pytest.raises(SystemExit) as exit_info:
             parser.parse_args([command, "--help"])
         assert exit_info.value.code == 0

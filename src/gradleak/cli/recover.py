@@ -11,31 +11,14 @@ from pathlib import Path
 import torch
 
 import gradleak
-from gradleak import labels
+from gradleak.cli.simulation import add_client_arguments, simulate
 from gradleak.client import load_observation, save_observation
-from gradleak.data import EMBEDDED, load_embedded
 from gradleak.metrics import label_l1, relative_feature_error
 from gradleak.recovery import FAMILIES, METHODS, LabelEstimate
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    client = parser.add_argument_group("simulated client (ignored with --observation)")
-    client.add_argument("--model", default="lenet", choices=gradleak.models.names())
-    client.add_argument(
-        "--init",
-        choices=("uniform", "default"),
-        help="uniform U(-0.5, 0.5) (default for lenet) "
-        "or PyTorch's default (default for the others)",
-    )
-    client.add_argument("--classifier-bias", action="store_true", help="give the classifier a bias")
-    client.add_argument("--dataset", default="embedded-cifar10", choices=sorted(EMBEDDED))
-    client.add_argument("--index", type=int, default=0, help="which embedded image (0-19)")
-    client.add_argument(
-        "--label", default="smoothing", choices=sorted(FAMILIES), help="the client's label family"
-    )
-    client.add_argument("--eps", type=float, default=0.2, help="label smoothing in [0, 1]")
-    client.add_argument("--lam", type=float, default=0.3, help="mixup weight of the 2nd image")
-    client.add_argument("--seed", type=int, default=0, help="model initialisation seed")
+    client = add_client_arguments(parser)
     client.add_argument(
         "--save-observation",
         type=Path,
@@ -58,32 +41,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     attack.add_argument("--method", default="scalar-search", choices=sorted(METHODS))
     attack.add_argument("--search", default="fast", choices=("fast", "paper"))
     parser.add_argument("--json", action="store_true", help="print one JSON record instead")
-
-
-def _simulate(args: argparse.Namespace):
-    images = load_embedded(args.dataset)
-    if not 0 <= args.index < len(images.labels):
-        raise ValueError(f"--index must be in [0, {len(images.labels) - 1}], got {args.index}")
-    init = args.init or ("uniform" if args.model == "lenet" else "default")
-    model = gradleak.models.build(
-        args.model,
-        num_classes=images.num_classes,
-        init=init,
-        seed=args.seed,
-        classifier_bias=args.classifier_bias,
-        image_size=images.images.shape[-1],
-    )
-    first = int(images.labels[args.index])
-    inputs = images.images[args.index]
-    if args.label == "hard":
-        label = labels.one_hot(first, images.num_classes)
-    elif args.label == "smoothing":
-        label = labels.smoothing(first, images.num_classes, args.eps)
-    else:
-        other = next(i for i in range(len(images.labels)) if int(images.labels[i]) != first)
-        inputs = (1 - args.lam) * inputs + args.lam * images.images[other]
-        label = labels.mixup(first, int(images.labels[other]), args.lam, images.num_classes)
-    return gradleak.simulate_client_step(model, images.normalise(inputs), label)
 
 
 def _rows(estimate: LabelEstimate, truth: torch.Tensor | None) -> list[int]:
@@ -128,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     if args.observation is not None:
         observation = load_observation(args.observation)
     else:
-        observation, secret = _simulate(args)
+        observation, secret, _, _ = simulate(args)
         if args.save_observation is not None:
             save_observation(observation, args.save_observation)
     params = {"search": args.search} if args.method == "scalar-search" else {}

@@ -61,14 +61,14 @@ def _cell(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
-def markdown(rows: list[dict[str, Any]]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+def markdown(rows: list[dict[str, Any]], columns: tuple[str, ...] = COLUMNS) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
-        lines.append("| " + " | ".join(_cell(row[column]) for column in COLUMNS) + " |")
+        lines.append("| " + " | ".join(_cell(row[column]) for column in columns) + " |")
     return "\n".join(lines) + "\n"
 
 
-def csv(rows: list[dict[str, Any]]) -> str:
-    lines = [",".join(COLUMNS)]
-    lines += [",".join(_cell(row[column]) for column in COLUMNS) for row in rows]
+def csv(rows: list[dict[str, Any]], columns: tuple[str, ...] = COLUMNS) -> str:
+    lines = [",".join(columns)]
+    lines += [",".join(_cell(row[column]) for column in columns) for row in rows]
     return "\n".join(lines) + "\n"

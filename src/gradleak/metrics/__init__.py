@@ -1,5 +1,15 @@
 """Metrics: how close an attack came to the client's truth (evaluation only)."""
 
+from gradleak.metrics.images import MetricUnavailable, lpips, mse, psnr, ssim, to_unit_range
 from gradleak.metrics.labels import label_l1, relative_feature_error
 
-__all__ = ["label_l1", "relative_feature_error"]
+__all__ = [
+    "MetricUnavailable",
+    "label_l1",
+    "lpips",
+    "mse",
+    "psnr",
+    "relative_feature_error",
+    "ssim",
+    "to_unit_range",
+]

@@ -1,6 +1,11 @@
 """Label and feature recovery from one input's gradient."""
 
-from gradleak.recovery import idlg, scalar_search  # noqa: F401  (register the methods)
+from gradleak.recovery import (  # noqa: F401  (register the methods)
+    gradinversion,
+    idlg,
+    llg,
+    scalar_search,
+)
 from gradleak.recovery.analytic import DEFAULT_TOL
 from gradleak.recovery.api import recover_from_last_layer, recover_label
 from gradleak.recovery.estimate import LabelEstimate

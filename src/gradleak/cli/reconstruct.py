@@ -1,0 +1,125 @@
+"""`gradleak reconstruct`: simulate a client (or load an observation), recover its label,
+reconstruct its input with each variant, print PSNR/SSIM and write a PNG grid and a JSON record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import gradleak
+from gradleak.cli.simulation import add_client_arguments, simulate
+from gradleak.client import load_observation
+from gradleak.experiments.reconstruction_tables import save_grid
+from gradleak.experiments.reconstruction_variants import (
+    CNN_VARIANTS,
+    FCN_VARIANTS,
+    VARIANTS,
+    MatchingBudget,
+    run_variant,
+)
+from gradleak.metrics import psnr, ssim, to_unit_range
+
+#: Variants that need the client's secret (evaluation only).
+ORACLES = ("oracle-soft", "oracle-hard")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_client_arguments(parser)
+    attack = parser.add_argument_group("attack")
+    attack.add_argument(
+        "--observation",
+        type=Path,
+        metavar="FILE",
+        help="attack a saved observation (full, not classifier-only) of --model; weights come "
+        "from the file, and no truth is known, so no PSNR is printed",
+    )
+    attack.add_argument(
+        "--family", default="auto", help="label family the attacker assumes (default auto)"
+    )
+    attack.add_argument(
+        "--variants",
+        help=f"comma-separated, from {', '.join(VARIANTS)} "
+        f"(default: {','.join(FCN_VARIANTS)} for fcn4, {','.join(CNN_VARIANTS)} otherwise)",
+    )
+    budget = MatchingBudget()
+    attack.add_argument("--iterations", type=int, default=1000, help="Adam steps per restart")
+    attack.add_argument("--restarts", type=int, default=1)
+    attack.add_argument("--dlg-iterations", type=int, default=100, help="L-BFGS steps of dlg")
+    attack.add_argument("--tv", type=float, default=budget.tv_weight, help="total variation")
+    attack.add_argument("--feature-weight", type=float, default=budget.feature_weight)
+    parser.add_argument("--out", type=Path, help="output folder (must not exist)")
+
+
+def _variants(args: argparse.Namespace, has_secret: bool) -> list[str]:
+    default = FCN_VARIANTS if args.model.startswith("fcn") else CNN_VARIANTS
+    chosen = args.variants.split(",") if args.variants else list(default)
+    unknown = [name for name in chosen if name not in VARIANTS]
+    if unknown:
+        raise ValueError(f"--variants {unknown} unknown; choose from {', '.join(VARIANTS)}")
+    if not has_secret:
+        chosen = [name for name in chosen if name not in ORACLES]
+    return chosen
+
+
+def _observed(args: argparse.Namespace):
+    if args.observation is None:
+        return simulate(args)
+    observation = load_observation(args.observation)
+    model = gradleak.models.build(
+        args.model, num_classes=observation.num_classes, seed=0, image_size=args.image_size
+    )
+    return observation, None, None, model
+
+
+def run(args: argparse.Namespace) -> int:
+    out = args.out or Path("runs") / f"reconstruct-{time.strftime('%Y%m%d-%H%M%S')}"
+    if out.exists():
+        raise FileExistsError(f"--out {out} exists; choose a new folder (nothing is overwritten)")
+    observation, secret, images, model = _observed(args)
+    estimate = gradleak.recover_label(observation, args.family)
+    status = "converged" if estimate.converged else f"NOT converged ({estimate.reason})"
+    print(f"label: {status}, family {estimate.family} {dict(estimate.family_params)}")
+    budget = MatchingBudget(
+        iterations=args.iterations,
+        restarts=args.restarts,
+        tv_weight=args.tv,
+        feature_weight=args.feature_weight,
+        dlg_iterations=args.dlg_iterations,
+        image_mean=None if images is None else images.mean,
+        image_std=None if images is None else images.std,
+        progress=True,
+    )
+    record = {"label_converged": estimate.converged, "family": estimate.family, "variants": {}}
+    panels = []
+    if secret is not None:
+        truth = to_unit_range(secret.inputs[0], images.mean, images.std)
+        panels.append(("truth", truth))
+    for name in _variants(args, secret is not None):
+        start = time.perf_counter()
+        result = run_variant(name, observation, model, estimate, secret, budget)
+        entry = {
+            "converged": result.converged,
+            "reason": result.reason,
+            "objective": result.objective,
+            "iterations": result.iterations,
+            "seconds": time.perf_counter() - start,
+        }
+        line = f"{name:>13}: objective {result.objective:.4g}, {entry['seconds']:.1f} s"
+        if images is not None:
+            unit = to_unit_range(result.inputs[0], images.mean, images.std)
+            entry |= {"psnr": psnr(unit, truth), "ssim": ssim(unit, truth)}
+            line += f", PSNR {entry['psnr']:.2f} dB, SSIM {entry['ssim']:.4f}"
+            panels.append((f"{name}\n{entry['psnr']:.1f} dB", unit))
+        if not result.converged:
+            line += f"  (not converged: {result.reason})"
+        print(line)
+        record["variants"][name] = entry
+    out.mkdir(parents=True)
+    (out / "record.json").write_text(json.dumps(record, indent=2) + "\n")
+    if panels:
+        save_grid(panels, out / "grid.png", title=f"{args.model}, {estimate.family} label")
+    print(f"record.json{' and grid.png' if panels else ''} in {out}")
+    return 0

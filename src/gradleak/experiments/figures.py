@@ -1,0 +1,142 @@
+"""Figures as pure functions of records (PNG, Agg backend: no screen needed)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    return pyplot
+
+
+def accuracy_vs_noise(records: list[dict[str, Any]], path: Path) -> Path:
+    """Recovery accuracy (converged and correct) against the relative noise scale, one line
+    per (defense, method, family), log x axis; zero noise is drawn at the smallest scale / 10.
+    """
+    pyplot = _pyplot()
+    groups: dict[tuple[str, str, str], dict[float, list[bool]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
+    for record in records:
+        key = (record["defense"] or "none", record["method"], record["family"])
+        groups[key][record["defense_scale"]].append(record["converged"] and record["correct"])
+    positive = [r["defense_scale"] for r in records if r["defense_scale"] > 0]
+    floor = min(positive) / 10 if positive else 1e-12
+    figure, axis = pyplot.subplots(figsize=(5.5, 3.6))
+    for (defense, method, family), by_scale in sorted(groups.items()):
+        scales = sorted(by_scale)
+        axis.plot(
+            [scale or floor for scale in scales],
+            [np.mean(by_scale[scale]) for scale in scales],
+            marker="o",
+            label=f"{defense}, {method}, {family}",
+        )
+    axis.set_xscale("log")
+    axis.set_xlabel("noise scale (relative to the gradient's RMS)")
+    axis.set_ylabel("label accuracy")
+    axis.set_ylim(-0.02, 1.02)
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    pyplot.close(figure)
+    return path
+
+
+def landscape_figure(records: list[dict[str, Any]], path: Path, *, per_case: int = 1) -> Path:
+    """Residual vs mu: per case, the full curve (symlog mu axis, true and found mu marked) and
+    a zoom on the true mu. ``per_case`` trials are drawn for each case."""
+    pyplot = _pyplot()
+    chosen: list[dict[str, Any]] = []
+    counts: dict[str, int] = defaultdict(int)
+    for record in records:
+        if counts[record["case"]] < per_case:
+            chosen.append(record)
+            counts[record["case"]] += 1
+    figure, axes = pyplot.subplots(len(chosen), 2, figsize=(10, 2.8 * len(chosen)), squeeze=False)
+    for (full, zoom), record in zip(axes, chosen, strict=True):
+        full.plot(record["scales"], record["residuals"], linewidth=0.8)
+        full.set_xscale("symlog", linthresh=1.0)
+        full.set_yscale("log")
+        for scale, style, name in (
+            (record["true_scale"], "--", "true mu"),
+            (record["found_scale"], ":", "found mu"),
+        ):
+            full.axvline(scale, linestyle=style, color="k", linewidth=0.8, label=name)
+        for minimum in record["local_minima"]:
+            full.plot(minimum["scale"], minimum["residual"], "rv", markersize=4)
+        full.set_title(f"{record['case']}, trial {record['trial']}", fontsize=8)
+        full.set_xlabel("mu")
+        full.set_ylabel("family residual")
+        full.legend(fontsize=7)
+        zoom.plot(record["zoom_scales"], record["zoom_residuals"], linewidth=0.8)
+        zoom.axvline(record["true_scale"], linestyle="--", color="k", linewidth=0.8)
+        zoom.set_yscale("log")
+        zoom.set_title("zoom: true mu +- 5%", fontsize=8)
+        zoom.set_xlabel("mu")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    pyplot.close(figure)
+    return path
+
+
+def encode_png(image: Any) -> str:
+    """An image in [0, 1] as an 8-bit PNG in base64 text, to keep it inside a JSON record.
+
+    Shapes: (C, H, W) tensor with C = 1 or 3.
+    """
+    import base64
+    import io
+
+    from PIL import Image
+
+    pixels = (image.detach().double().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+    buffer = io.BytesIO()
+    Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(buffer, "PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _decode_png(text: str) -> np.ndarray:
+    import base64
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(base64.b64decode(text))) as image:
+        return np.asarray(image)
+
+
+def image_grid(records: list[dict[str, Any]], path: Path) -> Path | None:
+    """Truth and each variant's reconstruction for every record that carries images
+    (``truth_png``/``image_png``): one row per (setting, trial), PSNR in the titles."""
+    rows: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
+    for record in records:
+        if record.get("image_png"):
+            rows[(record["case"], record["trial"])].append(record)
+    if not rows:
+        return None
+    pyplot = _pyplot()
+    width = 1 + max(len(group) for group in rows.values())
+    figure, axes = pyplot.subplots(
+        len(rows), width, figsize=(1.9 * width, 2.1 * len(rows)), squeeze=False
+    )
+    for axis_row, ((case, trial), group) in zip(axes, rows.items(), strict=True):
+        panels = [(f"truth\n{case}, trial {trial}", group[0]["truth_png"])]
+        panels += [(f"{r['variant']}\n{r['psnr']:.1f} dB", r["image_png"]) for r in group]
+        for axis in axis_row:
+            axis.axis("off")
+        for axis, (title, text) in zip(axis_row, panels, strict=False):
+            axis.imshow(_decode_png(text), cmap="gray", vmin=0, vmax=255)
+            axis.set_title(title, fontsize=6)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    pyplot.close(figure)
+    return path

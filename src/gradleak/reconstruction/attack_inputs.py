@@ -1,0 +1,81 @@
+"""What a gradient-matching attack takes besides the gradient: label, feature, shape, box.
+
+Labels come as a `LabelEstimate` (ours: soft label and recovered feature), a `SoftLabel` or a
+probability tensor (oracles, for evaluation), or None (the attack optimises the label).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from gradleak.labels import SoftLabel
+from gradleak.recovery.estimate import LabelEstimate
+
+LabelInput = LabelEstimate | SoftLabel | Tensor | None
+
+
+def resolve_label(labels: LabelInput, *, need_feature: bool) -> tuple[Tensor | None, Tensor | None]:
+    """The fixed soft label (None: optimise it) and the recovered feature (None if absent).
+
+    Shapes: returns ((1, C) or None, (m,) or None).
+    """
+    if isinstance(labels, LabelEstimate):
+        feature = labels.features
+        label = labels.soft_label
+    elif isinstance(labels, SoftLabel):
+        label, feature = labels.probabilities, None
+    elif isinstance(labels, Tensor):
+        label, feature = labels, None
+    elif labels is None:
+        label, feature = None, None
+    else:
+        raise ValueError(
+            "labels must be a LabelEstimate, a SoftLabel, a (C,) probability tensor or None; "
+            f"got {type(labels).__name__}"
+        )
+    if need_feature and feature is None:
+        raise ValueError(
+            "feature_weight > 0 needs labels=LabelEstimate with a recovered feature "
+            "(gradleak.recover_label(...)); a plain label carries none"
+        )
+    if label is not None:
+        label = label.reshape(1, -1)
+        if not torch.isfinite(label).all():
+            raise ValueError("labels must be finite")
+    return label, feature
+
+
+def input_shape_of(model: nn.Module, input_shape: Sequence[int] | None) -> tuple[int, ...]:
+    """(1, C, H, W) from ``input_shape`` or the model's recorded architecture."""
+    if input_shape is not None:
+        shape = tuple(int(side) for side in input_shape)
+        return shape if len(shape) == 4 else (1, *shape)
+    architecture = getattr(model, "architecture", None)
+    if architecture is None:
+        raise ValueError(
+            "input_shape is needed: the model was not built by gradleak.models.build, so its "
+            "input shape is unknown"
+        )
+    side = architecture.image_size
+    return (1, architecture.in_channels, side, side)
+
+
+def pixel_box(
+    mean: Sequence[float] | None, std: Sequence[float] | None, dtype: torch.dtype
+) -> tuple[Tensor, Tensor] | None:
+    """Per-channel bounds of normalised images whose pixels lie in [0, 1]; None without stats.
+
+    Shapes: two (1, C, 1, 1) tensors.
+    """
+    if mean is None and std is None:
+        return None
+    if mean is None or std is None or len(mean) != len(std):
+        raise ValueError("image_mean and image_std must be given together, one value per channel")
+    if any(s <= 0 for s in std):
+        raise ValueError(f"image_std must be > 0, got {list(std)}")
+    mean_t = torch.tensor(mean, dtype=dtype).view(1, -1, 1, 1)
+    std_t = torch.tensor(std, dtype=dtype).view(1, -1, 1, 1)
+    return (0 - mean_t) / std_t, (1 - mean_t) / std_t

@@ -1,0 +1,71 @@
+"""`gradleak reconstruct` and `gradleak bench reconstruction`, at tiny budgets."""
+
+import json
+
+import pytest
+
+from gradleak.cli.main import main
+
+TINY = ["--iterations", "3", "--restarts", "1", "--dlg-iterations", "2"]
+
+
+def test_reconstruct_prints_metrics_and_writes_grid_and_record(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["reconstruct", *TINY, "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    for variant in ("oracle-soft", "oracle-hard", "dlg", "ours", "ours+feature"):
+        assert f"{variant}: objective" in text
+    assert "PSNR" in text and "SSIM" in text
+    record = json.loads((out / "record.json").read_text())
+    assert record["label_converged"] is True
+    assert set(record["variants"]) == {"oracle-soft", "oracle-hard", "dlg", "ours", "ours+feature"}
+    assert all(0 < entry["psnr"] < 100 for entry in record["variants"].values())
+    assert (out / "grid.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_reconstruct_fcn4_analytic_is_exact(tmp_path, capsys):
+    out = tmp_path / "fcn"
+    argv = ["reconstruct", "--model", "fcn4", "--label", "mixup", "--variants", "analytic-fc",
+            "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    record = json.loads((out / "record.json").read_text())
+    assert record["variants"]["analytic-fc"]["converged"] is True
+    assert record["variants"]["analytic-fc"]["psnr"] >= 45
+
+
+def test_reconstruct_refuses_existing_folder_and_unknown_variant(tmp_path, capsys):
+    out = tmp_path / "exists"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep")
+    assert main(["reconstruct", *TINY, "--out", str(out)]) == 2
+    assert "exists" in capsys.readouterr().err
+    assert (out / "mine.txt").read_text() == "keep"
+    assert main(["reconstruct", "--variants", "ours,magic", "--out", str(tmp_path / "n")]) == 2
+    assert "magic" in capsys.readouterr().err
+
+
+def test_reconstruct_a_saved_observation_without_truth(tmp_path, capsys):
+    saved = tmp_path / "obs.safetensors"
+    assert main(["recover", "--save-observation", str(saved)]) == 0
+    capsys.readouterr()
+    out = tmp_path / "attack"
+    argv = ["reconstruct", "--observation", str(saved), *TINY, "--out", str(out)]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "oracle" not in text and "PSNR" not in text
+    record = json.loads((out / "record.json").read_text())
+    assert set(record["variants"]) == {"dlg", "ours", "ours+feature"}
+
+
+@pytest.mark.parametrize("suite", ["reconstruction"])
+def test_bench_reconstruction_quick(tmp_path, capsys, suite):
+    out = tmp_path / "bench"
+    argv = ["bench", suite, "--quick", "--samples", "1", *TINY, "--out", str(out)]
+    assert main(argv) == 0
+    table = (out / "table.md").read_text()
+    assert "analytic-fc" in table and "ours+feature" in table and "ratio" in table
+    records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    assert len(records) == 6
+    fcn = next(r for r in records if r["variant"] == "analytic-fc")
+    assert fcn["converged"] and fcn["psnr_8bit"] == float("inf")
+    assert len(list(out.glob("grid-*.png"))) == 2

@@ -1,0 +1,29 @@
+"""Every shipped config's --quick twin runs end to end and reports (what CI runs)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gradleak.cli.main import main
+from gradleak.experiments.config import load_config
+from gradleak.experiments.suites import CASE_TYPES
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.toml")))
+def test_quick_twin_runs_and_reports(tmp_path, monkeypatch, capsys, name):
+    config = load_config(CONFIGS / name, case_types=CASE_TYPES, quick=True)
+    missing = [c.checkpoint for c in config.cases if getattr(c, "checkpoint", "")]
+    missing = [path for path in missing if not (Path.cwd() / path).exists()]
+    if missing:
+        pytest.skip(f"needs trained checkpoints {missing}: run scripts/train-benchmark-models.sh")
+    out = tmp_path / "run"
+    assert main(["run", str(CONFIGS / name), "--quick", "--workers", "1", "--out", str(out)]) == 0
+    records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    trials = {(r["case"], r["trial"]) for r in records}
+    assert len(trials) == sum(case.samples for case in config.cases)
+    assert (out / "table.md").read_text().count("\n") >= 3
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["complete"] and manifest["config"]["quick"]
