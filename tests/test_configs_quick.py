@@ -10,6 +10,8 @@ from gradleak.experiments.config import load_config
 from gradleak.experiments.suites import CASE_TYPES
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+#: Datasets that only exist where a user keeps them (never downloaded).
+LOCAL_ONLY = {"cifar10", "cifar100", "image-folder"}
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.toml")))
@@ -19,6 +21,9 @@ def test_quick_twin_runs_and_reports(tmp_path, monkeypatch, capsys, name):
     missing = [path for path in missing if not (Path.cwd() / path).exists()]
     if missing:
         pytest.skip(f"needs trained checkpoints {missing}: run scripts/train-benchmark-models.sh")
+    local = [c.dataset for c in config.cases if c.dataset in LOCAL_ONLY and not c.data_root]
+    if local:
+        pytest.skip(f"needs local {sorted(set(local))} folders: --set defaults.data_root=PATH")
     out = tmp_path / "run"
     assert main(["run", str(CONFIGS / name), "--quick", "--workers", "1", "--out", str(out)]) == 0
     records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]

@@ -128,8 +128,10 @@ def image_grid(records: list[dict[str, Any]], path: Path) -> Path | None:
     figure, axes = pyplot.subplots(
         len(rows), width, figsize=(1.9 * width, 2.1 * len(rows)), squeeze=False
     )
-    for axis_row, ((case, trial), group) in zip(axes, rows.items(), strict=True):
-        panels = [(f"truth\n{case}, trial {trial}", group[0]["truth_png"])]
+    cases = list(dict.fromkeys(case for case, _ in rows))
+    ordered = sorted(rows.items(), key=lambda item: (cases.index(item[0][0]), item[0][1]))
+    for axis_row, ((_, trial), group) in zip(axes, ordered, strict=True):
+        panels = [(f"truth, trial {trial}\n{group[0]['family']}", group[0]["truth_png"])]
         panels += [(f"{r['variant']}\n{r['psnr']:.1f} dB", r["image_png"]) for r in group]
         for axis in axis_row:
             axis.axis("off")

@@ -4,6 +4,7 @@ from gradleak.recovery import (  # noqa: F401  (register the methods)
     gradinversion,
     idlg,
     llg,
+    nonnegative,
     scalar_search,
 )
 from gradleak.recovery.analytic import DEFAULT_TOL

@@ -34,6 +34,7 @@ METHODS: dict[str, dict[str, Any]] = {
     "idlg": {"method": "idlg"},
     "gradinversion": {"method": "gradinversion"},
     "llg": {"method": "llg"},
+    "nonnegative": {"method": "nonnegative"},
 }
 
 
@@ -64,6 +65,8 @@ class LabelTrials:
 
     def __post_init__(self) -> None:
         unknown = [method for method in self.methods if method not in METHODS]
+        if not self.methods:
+            raise ValueError(f"methods must list at least one of {', '.join(METHODS)}")
         if unknown:
             raise ValueError(f"methods {unknown} unknown; choose from {', '.join(METHODS)}")
         if self.samples < 1 or self.per_model < 1:
@@ -147,13 +150,17 @@ def run_trial(task: TrialTask) -> list[Record]:
 
 
 def report(records: list[Record], folder: Path) -> list[Path]:
-    """table.md / table.csv (accuracy, false accepts, refusals, times, mean +- std label l1)
-    and, when the records vary a defense scale, accuracy-vs-noise.png."""
+    """table.md / table.csv (accuracy, false accepts, refusals, times, mean +- std label l1
+    over the trials a method answered) and, when the records vary a defense scale,
+    accuracy-vs-noise.png."""
     rows = summarise(records)
     for row in rows:
         key = (row["setting"], row["method"])
         values = [r["l1"] for r in records if (r["case"], r["method"]) == key]
-        row["l1 mean ± std"] = f"{np.mean(values):.3g} ± {np.std(values):.2g}"
+        answered = [value for value in values if np.isfinite(value)]
+        row["l1 mean ± std"] = (
+            f"{np.mean(answered):.3g} ± {np.std(answered):.2g}" if answered else "-"
+        )
     columns = (*COLUMNS, "l1 mean ± std")
     written = [folder / "table.md", folder / "table.csv"]
     written[0].write_text(markdown(rows, columns))

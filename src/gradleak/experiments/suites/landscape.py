@@ -38,6 +38,12 @@ class LandscapeTrials:
     image_size: int = 0
     label: str = ""
 
+    def __post_init__(self) -> None:
+        if self.samples < 1 or self.per_model < 1:
+            raise ValueError("samples and per_model must be >= 1")
+        if self.grid_points < 10:
+            raise ValueError(f"grid_points must be >= 10, got {self.grid_points}")
+
     @property
     def name(self) -> str:
         if self.label:

@@ -53,6 +53,10 @@ class ReconstructionTrials:
 
     def __post_init__(self) -> None:
         unknown = [name for name in self.variants if name not in VARIANTS]
+        if self.samples < 1 or self.per_model < 1 or self.iterations < 1 or self.restarts < 1:
+            raise ValueError("samples, per_model, iterations and restarts must be >= 1")
+        if not self.variants:
+            raise ValueError(f"variants must list at least one of {', '.join(VARIANTS)}")
         if unknown:
             raise ValueError(f"variants {unknown} unknown; choose from {', '.join(VARIANTS)}")
 
