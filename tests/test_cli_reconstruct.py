@@ -55,6 +55,7 @@ def test_reconstruct_a_saved_observation_without_truth(tmp_path, capsys):
     assert "oracle" not in text and "PSNR" not in text
     record = json.loads((out / "record.json").read_text())
     assert set(record["variants"]) == {"dlg", "ours", "ours+feature"}
+    assert (out / "grid.png").exists()
 
 
 @pytest.mark.parametrize("suite", ["reconstruction"])

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import gradleak
-from gradleak.cli.simulation import add_client_arguments, simulate
+from gradleak.cli.simulation import add_client_arguments, load_images, simulate
 from gradleak.client import load_observation
 from gradleak.experiments.reconstruction_tables import save_grid
 from gradleak.experiments.reconstruction_variants import (
@@ -33,8 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--observation",
         type=Path,
         metavar="FILE",
-        help="attack a saved observation (full, not classifier-only) of --model; weights come "
-        "from the file, and no truth is known, so no PSNR is printed",
+        help="attack a saved observation (full, not classifier-only) of --model on --dataset "
+        "images; weights come from the file, and no truth is known, so no PSNR is printed",
     )
     attack.add_argument(
         "--family", default="auto", help="label family the attacker assumes (default auto)"
@@ -68,10 +68,15 @@ def _observed(args: argparse.Namespace):
     if args.observation is None:
         return simulate(args)
     observation = load_observation(args.observation)
+    images = load_images(args)  # the data's shape and statistics; the truth stays unknown
     model = gradleak.models.build(
-        args.model, num_classes=observation.num_classes, seed=0, image_size=args.image_size
+        args.model,
+        num_classes=observation.num_classes,
+        seed=0,
+        in_channels=images.images.shape[1],
+        image_size=images.images.shape[-1],
     )
-    return observation, None, None, model
+    return observation, None, images, model
 
 
 def run(args: argparse.Namespace) -> int:
@@ -94,8 +99,8 @@ def run(args: argparse.Namespace) -> int:
     )
     record = {"label_converged": estimate.converged, "family": estimate.family, "variants": {}}
     panels = []
-    if secret is not None:
-        truth = to_unit_range(secret.inputs[0], images.mean, images.std)
+    truth = None if secret is None else to_unit_range(secret.inputs[0], images.mean, images.std)
+    if truth is not None:
         panels.append(("truth", truth))
     for name in _variants(args, secret is not None):
         start = time.perf_counter()
@@ -108,18 +113,19 @@ def run(args: argparse.Namespace) -> int:
             "seconds": time.perf_counter() - start,
         }
         line = f"{name:>13}: objective {result.objective:.4g}, {entry['seconds']:.1f} s"
-        if images is not None:
-            unit = to_unit_range(result.inputs[0], images.mean, images.std)
+        unit = to_unit_range(result.inputs[0], images.mean, images.std)
+        title = name
+        if truth is not None:
             entry |= {"psnr": psnr(unit, truth), "ssim": ssim(unit, truth)}
             line += f", PSNR {entry['psnr']:.2f} dB, SSIM {entry['ssim']:.4f}"
-            panels.append((f"{name}\n{entry['psnr']:.1f} dB", unit))
+            title += f"\n{entry['psnr']:.1f} dB"
+        panels.append((title, unit))
         if not result.converged:
             line += f"  (not converged: {result.reason})"
         print(line)
         record["variants"][name] = entry
     out.mkdir(parents=True)
     (out / "record.json").write_text(json.dumps(record, indent=2) + "\n")
-    if panels:
-        save_grid(panels, out / "grid.png", title=f"{args.model}, {estimate.family} label")
-    print(f"record.json{' and grid.png' if panels else ''} in {out}")
+    save_grid(panels, out / "grid.png", title=f"{args.model}, {estimate.family} label")
+    print(f"record.json and grid.png in {out}")
     return 0
