@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 import gradleak
+from gradleak import defenses
 from gradleak.experiments.label_cases import draw_trial
 from gradleak.experiments.suites import resources
 from gradleak.experiments.suites.base import Record, TrialTask
@@ -108,8 +109,6 @@ def run_trial(task: TrialTask) -> list[Record]:
     inputs, label = draw_trial(case, images, rng)
     observation, secret = gradleak.simulate_client_step(model, inputs, label)
     if case.defense:
-        from gradleak import defenses
-
         observation = defenses.apply(
             observation, case.defense, seed=task.seed, scale=case.defense_scale, relative=True
         )
@@ -124,6 +123,7 @@ def run_trial(task: TrialTask) -> list[Record]:
             estimate = refusal(truth.shape[-1], method, str(error))
         seconds = time.perf_counter() - start
         l1 = label_l1(estimate.soft_label, truth)
+        l1 = l1 if np.isfinite(l1) else None  # a refusal has no label: JSON null, not NaN
         records.append(
             {
                 "case": case.name,
@@ -137,7 +137,7 @@ def run_trial(task: TrialTask) -> list[Record]:
                 "defense": case.defense,
                 "defense_scale": case.defense_scale,
                 "l1": l1,
-                "correct": l1 < SUCCESS_L1,
+                "correct": l1 is not None and l1 < SUCCESS_L1,
                 "converged": bool(estimate.converged),
                 "residual": estimate.residual,
                 "scale": estimate.scale,
@@ -157,7 +157,7 @@ def report(records: list[Record], folder: Path) -> list[Path]:
     for row in rows:
         key = (row["setting"], row["method"])
         values = [r["l1"] for r in records if (r["case"], r["method"]) == key]
-        answered = [value for value in values if np.isfinite(value)]
+        answered = [value for value in values if value is not None]
         row["l1 mean ± std"] = (
             f"{np.mean(answered):.3g} ± {np.std(answered):.2g}" if answered else "-"
         )
