@@ -40,8 +40,7 @@ class LabelCase:
 
     @property
     def name(self) -> str:
-        data = f", {self.dataset}" if self.checkpoint else ""
-        return f"{self.model} ({self.init}{data}) C={self.num_classes} {self.family}"
+        return setting_name(self)
 
 
 def standard_cases(samples: int, large_samples: int) -> list[LabelCase]:
@@ -57,31 +56,40 @@ def standard_cases(samples: int, large_samples: int) -> list[LabelCase]:
     return cases
 
 
+def setting_name(case) -> str:
+    """A benchmark row's name: "lenet (uniform) C=10 smoothing", with the dataset added for
+    trained models ("lenet (trained mixup:1, fashion-mnist) C=10 mixup")."""
+    data = f", {case.dataset}" if case.checkpoint else ""
+    return f"{case.model} ({case.init}{data}) C={case.num_classes} {case.family}"
+
+
+def trained_setting(path: Path) -> dict[str, object]:
+    """What a trained checkpoint's card says about the setting that attacks it: model, init
+    ("trained AUGMENTATION"), dataset, classes and the label family it was trained with (the
+    paper's protocol: smoothing-trained models get smoothing labels, and so on)."""
+    card = load_checkpoint(path).card
+    training, architecture = card["training"], card["architecture"]
+    missing = {"dataset", "augmentation", "label_family"} - set(training)
+    if missing:
+        raise ValueError(f"checkpoint {path} card lacks training facts {sorted(missing)}")
+    return {
+        "model": architecture["name"],
+        "init": f"trained {training['augmentation']}",
+        "dataset": training["dataset"],
+        "num_classes": architecture["num_classes"],
+        "family": training["label_family"],
+        "checkpoint": str(path),
+    }
+
+
 def trained_cases(
     checkpoints: list[Path], samples: int, *, data_root: Path | None = None
 ) -> list[LabelCase]:
-    """One case per trained checkpoint, attacked with the label family it was trained with
-    (the paper's protocol): smoothing-trained models get smoothing labels, and so on."""
-    cases = []
-    for path in checkpoints:
-        card = load_checkpoint(path).card
-        training, architecture = card["training"], card["architecture"]
-        missing = {"dataset", "augmentation", "label_family"} - set(training)
-        if missing:
-            raise ValueError(f"checkpoint {path} card lacks training facts {sorted(missing)}")
-        cases.append(
-            LabelCase(
-                model=architecture["name"],
-                init=f"trained {training['augmentation']}",
-                dataset=training["dataset"],
-                num_classes=architecture["num_classes"],
-                family=training["label_family"],
-                samples=samples,
-                checkpoint=str(path),
-                data_root=None if data_root is None else str(data_root),
-            )
-        )
-    return cases
+    """One case per trained checkpoint, attacked with the label family it was trained with."""
+    root = None if data_root is None else str(data_root)
+    return [
+        LabelCase(**trained_setting(path), samples=samples, data_root=root) for path in checkpoints
+    ]
 
 
 def quick_cases(samples: int) -> list[LabelCase]:

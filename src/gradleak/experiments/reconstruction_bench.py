@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 import gradleak
 from gradleak import data
-from gradleak.experiments.label_cases import draw_trial
+from gradleak.experiments.label_cases import draw_trial, setting_name, trained_setting
 from gradleak.experiments.reconstruction_tables import save_grid
 from gradleak.experiments.reconstruction_variants import (
     CNN_VARIANTS,
@@ -29,7 +29,6 @@ from gradleak.experiments.reconstruction_variants import (
     run_variant,
 )
 from gradleak.metrics import label_l1, mse, psnr, ssim, to_unit_range
-from gradleak.models import load_checkpoint
 
 
 @dataclass(frozen=True)
@@ -54,8 +53,7 @@ class ReconstructionCase:
 
     @property
     def name(self) -> str:
-        data_name = f", {self.dataset}" if self.checkpoint else ""
-        return f"{self.model} ({self.init}{data_name}) C={self.num_classes} {self.family}"
+        return setting_name(self)
 
 
 def standard_cases(
@@ -75,22 +73,17 @@ def standard_cases(
         )
         for family in ("smoothing", "mixup")
     ]
-    for path in trained:
-        card = load_checkpoint(path).card
-        cases.append(
-            ReconstructionCase(
-                model=card["architecture"]["name"],
-                init=f"trained {card['training']['augmentation']}",
-                dataset=card["training"]["dataset"],
-                num_classes=card["architecture"]["num_classes"],
-                family=card["training"]["label_family"],
-                samples=samples,
-                variants=CNN_VARIANTS,
-                tv_weight=1e-3,
-                checkpoint=str(path),
-                data_root=None if data_root is None else str(data_root),
-            )
+    root = None if data_root is None else str(data_root)
+    cases += [
+        ReconstructionCase(
+            **trained_setting(path),
+            samples=samples,
+            variants=CNN_VARIANTS,
+            tv_weight=1e-3,
+            data_root=root,
         )
+        for path in trained
+    ]
     cases += [
         ReconstructionCase(
             "fcn4",

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from gradleak.client.observation import GradientObservation
-from gradleak.labels import SoftLabel
-from gradleak.reconstruction.attack_inputs import LabelInput
+from gradleak.reconstruction.attack_inputs import LabelInput, label_probabilities
 from gradleak.reconstruction.registry import build_attack
 from gradleak.reconstruction.result import Reconstruction
 from gradleak.recovery.estimate import LabelEstimate
@@ -22,19 +21,9 @@ def check_label_input(labels: LabelInput, *, num_classes: int) -> None:
     refuse, as a value); oracle labels must be finite, non-negative and sum to 1.
     Shapes: ``labels`` (C,) probabilities, or an object holding them.
     """
-    if labels is None:
+    probabilities = label_probabilities(labels)
+    if probabilities is None:
         return
-    if isinstance(labels, LabelEstimate):
-        probabilities = labels.soft_label
-    elif isinstance(labels, SoftLabel):
-        probabilities = labels.probabilities
-    elif isinstance(labels, Tensor):
-        probabilities = labels
-    else:
-        raise ValueError(
-            "labels must be a LabelEstimate (recovered), a SoftLabel or a (C,) probability "
-            f"tensor (oracles), or None; got {type(labels).__name__}"
-        )
     if tuple(probabilities.shape) != (num_classes,):
         raise ValueError(
             f"labels must hold ({num_classes},) probabilities for this model's {num_classes} "

@@ -17,25 +17,30 @@ from gradleak.recovery.estimate import LabelEstimate
 LabelInput = LabelEstimate | SoftLabel | Tensor | None
 
 
+def label_probabilities(labels: LabelInput) -> Tensor | None:
+    """The probabilities ``labels`` holds (None for None); any other type is an error.
+
+    Shapes: returns (C,) or None.
+    """
+    if isinstance(labels, LabelEstimate):
+        return labels.soft_label
+    if isinstance(labels, SoftLabel):
+        return labels.probabilities
+    if isinstance(labels, Tensor) or labels is None:
+        return labels
+    raise ValueError(
+        "labels must be a LabelEstimate (recovered), a SoftLabel or a (C,) probability "
+        f"tensor (oracles), or None; got {type(labels).__name__}"
+    )
+
+
 def resolve_label(labels: LabelInput, *, need_feature: bool) -> tuple[Tensor | None, Tensor | None]:
     """The fixed soft label (None: optimise it) and the recovered feature (None if absent).
 
     Shapes: returns ((1, C) or None, (m,) or None).
     """
-    if isinstance(labels, LabelEstimate):
-        feature = labels.features
-        label = labels.soft_label
-    elif isinstance(labels, SoftLabel):
-        label, feature = labels.probabilities, None
-    elif isinstance(labels, Tensor):
-        label, feature = labels, None
-    elif labels is None:
-        label, feature = None, None
-    else:
-        raise ValueError(
-            "labels must be a LabelEstimate, a SoftLabel, a (C,) probability tensor or None; "
-            f"got {type(labels).__name__}"
-        )
+    label = label_probabilities(labels)
+    feature = labels.features if isinstance(labels, LabelEstimate) else None
     if need_feature and feature is None:
         raise ValueError(
             "feature_weight > 0 needs labels=LabelEstimate with a recovered feature "

@@ -154,10 +154,12 @@ def report(records: list[Record], folder: Path) -> list[Path]:
     over the trials a method answered) and, when the records vary a defense scale,
     accuracy-vs-noise.png."""
     rows = summarise(records)
+    answered_l1: dict[tuple[str, str], list[float]] = {}
+    for record in records:
+        if record["l1"] is not None and np.isfinite(record["l1"]):
+            answered_l1.setdefault((record["case"], record["method"]), []).append(record["l1"])
     for row in rows:
-        key = (row["setting"], row["method"])
-        values = [r["l1"] for r in records if (r["case"], r["method"]) == key]
-        answered = [value for value in values if value is not None]
+        answered = answered_l1.get((row["setting"], row["method"]), [])
         row["l1 mean ± std"] = (
             f"{np.mean(answered):.3g} ± {np.std(answered):.2g}" if answered else "-"
         )
