@@ -94,7 +94,7 @@ def _rivals(
             continue
         if not valid_labels(other[None])[0]:
             continue
-        floor = noise_floor(problem, np.array([inv_scale]), probs[None])[0]
+        floor = noise_floor(problem, family, np.array([inv_scale]), other[None], probs[None])[0]
         reference = max(solution.residual, RIVAL_FLOOR * floor, EXACT_RIVAL)
         if _family_residual(other, inv_scale, problem, family) <= AMBIGUITY_RATIO * reference:
             rivals.append(inv_scale)

@@ -248,7 +248,7 @@ def fast_search(
     """
     evaluate = _Evaluator(problem, family)
     grid, crossings, state, lower, upper = _scan(evaluate, grid_density, max_candidates, iterations)
-    limit = acceptance_threshold(problem, state.inv_scale, state.probs, tol)
+    limit = acceptance_threshold(problem, family, state.inv_scale, state.labels, state.probs, tol)
     valid = valid_labels(state.labels)
     if not ((state.residual <= limit) & valid).any():
         # Rare: no fit yet. Spend more: golden and sign bisection in every bracket, a fine rescan
@@ -270,7 +270,9 @@ def fast_search(
                 ]
             )
         )
-        limit = acceptance_threshold(problem, state.inv_scale, state.probs, tol)
+        limit = acceptance_threshold(
+            problem, family, state.inv_scale, state.labels, state.probs, tol
+        )
         valid = valid_labels(state.labels)
     score = state.residual / limit
     # A fit whose label is no probability vector is never preferred over one whose label is.

@@ -8,6 +8,7 @@ y_i(mu) = softmax(mu * W g_r + b)_i - c_i / mu with c_i = <g_i, g_r> / <g_r, g_r
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -17,6 +18,8 @@ from torch import Tensor
 #: Float32 client gradients sit near 1e-7; a batch of two inputs or several local steps sits
 #: orders of magnitude above.
 DEFAULT_RANK_TOL = 1e-3
+#: Rows per block when measuring the distance from rank one exactly (bounded temporary memory).
+ROW_BLOCK = 256
 
 
 class NotSingleInputError(ValueError):
@@ -47,6 +50,18 @@ class LastLayerProblem:
     @property
     def num_classes(self) -> int:
         return int(self.weight.shape[0])
+
+    @cached_property
+    def precision(self) -> float:
+        """Relative precision of the observed gradient: ``input_eps``, or more when the gradient
+        is measurably noisier (a defense's noise), read off its exact distance from rank one."""
+        squared_distance, squared_norm = 0.0, 0.0
+        for start in range(0, self.num_classes, ROW_BLOCK):
+            block = self.weight_grad[start : start + ROW_BLOCK].astype(np.float64)
+            squared_norm += float(np.einsum("ij,ij->", block, block))
+            block -= np.outer(self.coupling[start : start + ROW_BLOCK], self.row_grad)
+            squared_distance += float(np.einsum("ij,ij->", block, block))
+        return max(self.input_eps, float(np.sqrt(squared_distance / squared_norm)))
 
     def features(self, scale: float) -> np.ndarray:
         """x(mu) = mu * g_r."""

@@ -132,7 +132,7 @@ def paper_search(
     return ScalarSolution(
         inv_scale=1.0 / scale,
         residual=residual,
-        threshold=float(threshold_at(problem, np.array([1.0 / scale]), tol)[0]),
+        threshold=float(threshold_at(problem, family, np.array([1.0 / scale]), tol)[0]),
         evaluations=evaluations,
         notes={"stage": stage, "paper_loss": loss, "paper_accepted": int(loss < ACCEPT)},
     )
