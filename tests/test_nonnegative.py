@@ -16,9 +16,7 @@ def test_non_negativity_alone_does_not_identify_the_label(family):
         "mixup": gradleak.labels.mixup(3, 5, 0.3, 10),
         "hard": gradleak.labels.one_hot(3, 10),
     }[family]
-    observation, _ = gradleak.simulate_client_step(
-        model, images.normalise(images.images[0]), label
-    )
+    observation, _ = gradleak.simulate_client_step(model, images.normalise(images.images[0]), label)
     estimate = gradleak.recover_label(observation, "auto", method="nonnegative")
     assert not estimate.converged and "not identified" in estimate.reason
     assert estimate.diagnostics["admissible_fraction"] > 0.1

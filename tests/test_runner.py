@@ -47,8 +47,7 @@ def _write(tmp_path, text=SMALL, name="small.toml"):
 def _stable(records):
     """Records without wall times, which are the only field allowed to differ between runs."""
     return sorted(
-        json.dumps({k: v for k, v in r.items() if k != "seconds"}, sort_keys=True)
-        for r in records
+        json.dumps({k: v for k, v in r.items() if k != "seconds"}, sort_keys=True) for r in records
     )
 
 
@@ -72,13 +71,13 @@ def test_config_applies_defaults_quick_and_overrides(tmp_path):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (("suite = \"labels\"", "suite = \"nope\""), "suite"),
+        (('suite = "labels"', 'suite = "nope"'), "suite"),
         (("seed = 4", "seed = 4\ncolour = 1"), "unknown keys"),
         (("samples = 3", "samples = 3\nsampels = 2"), "sampels"),
-        (("samples = 3", "samples = \"three\""), "samples"),
-        (("family = \"hard\"", "family = \"smoothing\""), "share the name"),
-        (("name = \"small\"\n", ""), "missing required key 'name'"),
-        (("methods = [\"ours-fast\"]", "methods = [\"magic\"]"), "magic"),
+        (("samples = 3", 'samples = "three"'), "samples"),
+        (('family = "hard"', 'family = "smoothing"'), "share the name"),
+        (('name = "small"\n', ""), "missing required key 'name'"),
+        (('methods = ["ours-fast"]', 'methods = ["magic"]'), "magic"),
     ],
 )
 def test_config_errors_name_the_key(tmp_path, change, message):
