@@ -142,6 +142,7 @@ def search_estimate(
             "threshold": solution.threshold,
             "evaluations": solution.evaluations,
             "rank_one_deviation": problem.rank_one_deviation,
+            "precision": problem.precision,
             "rival_scales": [1.0 / t for t in rivals],
             **solution.notes,
         },

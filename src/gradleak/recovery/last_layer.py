@@ -32,7 +32,9 @@ class LastLayerProblem:
 
     Shapes: ``weight``, ``weight_grad`` (C, m); ``row_grad`` g_r (m,); ``logit_direction`` W g_r
     (C,); ``coupling`` c (C,); ``weight_row_norms`` ||W_i|| (C,); ``bias``, ``bias_grad``
-    (C,) or None. ``input_eps`` is the machine epsilon of the coarser input dtype.
+    (C,) or None. ``input_eps`` is the machine epsilon of the coarser input dtype;
+    ``rank_one_deviation`` the quick (cancellation-limited, ~1e-8) distance from rank one used
+    by the rank check, ``precision`` the exact one, computed when the acceptance needs it.
     """
 
     weight: np.ndarray
