@@ -50,9 +50,8 @@ def test_float64_gradients_get_the_exact_threshold():
     label[1] += 0.88
     problem = prepare(weight, np.outer(probs - label, features))
     assert problem.input_eps == np.finfo(np.float64).eps
-    assert threshold_at(problem, FAMILIES["smoothing"], np.array([0.3]), 1e-4)[0] == pytest.approx(
-        EXACT
-    )
+    threshold = threshold_at(problem, FAMILIES["smoothing"], np.array([0.3]), 1e-4)[0]
+    assert threshold == pytest.approx(EXACT)
 
 
 def test_tol_caps_the_threshold():

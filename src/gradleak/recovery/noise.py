@@ -50,7 +50,7 @@ def noise_floor(
     labels: np.ndarray,
     probs: np.ndarray,
 ) -> np.ndarray:
-    """Relative residual that rounding of the inputs alone can produce (module docstring).
+    """Relative residual the gradient's precision alone can produce (module docstring).
 
     Shapes: ``inv_scale`` (T,), ``labels`` y(t) and ``probs`` p(t) (T, C) -> (T,).
     """
