@@ -92,3 +92,72 @@ def image_folder(root: Path, colours: dict[str, list[tuple[int, int, int]]]) -> 
             suffix = ".PNG" if i == 1 else ".png"
             Image.new("RGB", (12, 8), colour).save(root / class_name / f"{i}{suffix}")
     return root
+
+
+def python2_pickle(value: object) -> bytes:
+    """``value`` pickled the way Python 2's cPickle writes protocol 2 (NumPy 1.x era).
+
+    Python 2 ``str`` is written as ``BINSTRING`` (bytes here), arrays through
+    ``numpy.core.multiarray._reconstruct`` with ``str`` dtype codes, and every container and
+    string is memoised with sequential ``BINPUT`` indices. Handles dict, list, int, bytes and
+    C-ordered native NumPy arrays.
+    """
+    out = [b"\x80\x02"]
+    memo = iter(range(2**32))
+
+    def put() -> None:
+        index = next(memo)
+        out.append(b"q" + bytes([index]) if index < 256 else b"r" + struct.pack("<I", index))
+
+    def string(text: bytes) -> None:
+        if len(text) < 256:
+            out.append(b"U" + bytes([len(text)]) + text)
+        else:
+            out.append(b"T" + struct.pack("<I", len(text)) + text)
+        put()
+
+    def emit(item: object) -> None:
+        if isinstance(item, dict):
+            out.append(b"}")
+            put()
+            out.append(b"(")
+            for key, entry in item.items():
+                emit(key)
+                emit(entry)
+            out.append(b"u")
+        elif isinstance(item, list):
+            out.append(b"]")
+            put()
+            out.append(b"(")
+            for entry in item:
+                emit(entry)
+            out.append(b"e")
+        elif isinstance(item, int):
+            out.append(b"J" + struct.pack("<i", item))
+        elif isinstance(item, bytes):
+            string(item)
+        elif isinstance(item, np.ndarray):
+            out.append(b"cnumpy.core.multiarray\n_reconstruct\n")
+            put()
+            out.append(b"cnumpy\nndarray\n")
+            put()
+            out.append(b"K\x00\x85")
+            string(b"b")
+            out.append(b"\x87R")
+            put()
+            out.append(b"(K\x01(" + b"".join(b"J" + struct.pack("<i", n) for n in item.shape))
+            out.append(b"tcnumpy\ndtype\n")
+            put()
+            string(item.dtype.str[1:].encode())
+            out.append(b"K\x00K\x01\x87R")
+            put()
+            out.append(b"(K\x03")
+            string(item.dtype.str[:1].encode())
+            out.append(b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb\x89")
+            string(item.tobytes())
+            out.append(b"tb")
+        else:
+            raise TypeError(f"python2_pickle cannot write {type(item).__name__}")
+
+    emit(value)
+    return b"".join(out) + b"."

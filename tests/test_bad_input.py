@@ -143,10 +143,9 @@ def test_lenet_batch_of_two_is_refused(lenet, images) -> None:
     )
     observation, _ = simulate_client_step(lenet, images, soft)
     assert observation.num_samples == 2
-    with pytest.raises(ValueError, match="num_samples") as info:
+    with pytest.raises(NotSingleInputError, match="num_samples is 2"):
         recover_label(observation)
-    assert not isinstance(info.value, NotSingleInputError)
-    with pytest.raises(NotSingleInputError):
+    with pytest.raises(NotSingleInputError, match="several inputs"):
         recover_from_last_layer(observation.weight, observation.weight_grad)
     # A client that lies about its batch size is caught by the rank check.
     lying = GradientObservation(
@@ -247,12 +246,27 @@ def _rank_one(num_classes: int):
 
 @pytest.mark.parametrize(
     ("family", "num_classes"),
-    [("smoothing", 2), ("mixup", 2), ("mixup", 3), ("hard", 2), ("auto", 2)],
+    [
+        ("smoothing", 2),
+        ("smoothing", 3),
+        ("mixup", 2),
+        ("mixup", 3),
+        ("mixup", 4),
+        ("hard", 2),
+        ("auto", 2),
+        ("auto", 4),
+    ],
 )
-def test_family_needs_enough_classes(family: str, num_classes: int) -> None:
+def test_family_below_its_identifiable_class_count_is_refused(
+    family: str, num_classes: int
+) -> None:
+    """Issue 10 item 8: as many equations as unknowns (or fewer) is a refusal, not a guess."""
     small = _rank_one(num_classes)
-    with pytest.raises(ValueError, match="num_classes"):
-        recover_from_last_layer(small.weight, small.weight_grad, family=family)
+    estimate = recover_from_last_layer(small.weight, small.weight_grad, family=family)
+    assert not estimate.converged
+    assert estimate.reason.startswith("not identifiable")
+    assert f"C={num_classes}" in estimate.reason
+    assert torch.isnan(estimate.soft_label).all() and estimate.features is None
 
 
 def test_two_classes_are_fine_with_a_bias() -> None:
@@ -263,10 +277,12 @@ def test_two_classes_are_fine_with_a_bias() -> None:
 
 
 def test_smallest_identifiable_class_counts_are_accepted() -> None:
-    for family, num_classes in (("hard", 3), ("smoothing", 3), ("mixup", 4)):
+    for family, num_classes in (("hard", 3), ("smoothing", 4), ("mixup", 5)):
         small = _rank_one(num_classes)
         estimate = recover_from_last_layer(small.weight, small.weight_grad, family=family)
         assert estimate.family == family
+        assert estimate.converged, estimate.reason
+        assert np.abs(estimate.soft_label.numpy() - small.label).sum() < 1e-8
 
 
 def test_unknown_family_and_search_raise(problem) -> None:
@@ -290,13 +306,29 @@ def test_recover_label_argument_errors(lenet, images) -> None:
         recover_label(observation, search="grid")
 
 
-def test_observation_with_several_samples_raises(lenet, images) -> None:
+def test_declared_batch_with_a_rank_one_gradient_is_not_converged(lenet, images) -> None:
     observation, _ = simulate_client_step(lenet, images[0], labels.one_hot(3, 10))
     claimed = GradientObservation(
         observation.gradients, observation.parameters, classifier="classifier", num_samples=4
     )
-    with pytest.raises(ValueError, match="num_samples"):
-        recover_label(claimed)
+    estimate = recover_label(claimed)
+    assert not estimate.converged
+    assert "mean label" in estimate.reason and "num_samples is 4" in estimate.reason
+    assert estimate.diagnostics["declared_num_samples"] == 4
+
+
+def test_identical_inputs_in_a_batch_give_their_mean_label(lenet, images) -> None:
+    """Issue 10 item 10: two copies of one image make a rank-one gradient; the label it holds
+    is the batch mean, which is said, never claimed as either sample's label."""
+    first, second = labels.smoothing(2, 10, 0.1), labels.smoothing(2, 10, 0.3)
+    soft = torch.stack([first.probabilities, second.probabilities])
+    observation, _ = simulate_client_step(lenet, images[:1].expand(2, -1, -1, -1), soft)
+    assert observation.num_samples == 2
+    estimate = recover_label(observation, "smoothing")
+    assert not estimate.converged and "mean label" in estimate.reason
+    mean = soft.mean(dim=0)
+    assert float((estimate.soft_label - mean).abs().sum()) < 1e-4  # eps 0.2: the batch mean
+    assert float((estimate.soft_label - soft[0]).abs().sum()) > 0.1
 
 
 # --- observations and client steps ------------------------------------------------------------

@@ -309,9 +309,8 @@ def test_auto_picks_the_family_of_the_label(truth: str, label: np.ndarray, seed:
     estimate = recover_from_last_layer(problem.weight, problem.weight_grad, family="auto")
     _assert_recovered(estimate, problem)
     assert estimate.family == truth
-    # auto tries hard, smoothing, mixup in turn; the simpler families were rejected first.
-    simpler = ("hard", "smoothing", "mixup")[: ("hard", "smoothing", "mixup").index(truth)]
-    assert set(estimate.diagnostics["rejected_families"]) == set(simpler)
+    # auto searches the widest family (mixup) and names the simplest one the label is in.
+    assert "rejected_families" in estimate.diagnostics
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -346,22 +345,72 @@ def _saturated(label_of_order, seed: int) -> Problem:
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize(
-    ("family", "label_of_order"),
+    ("family", "label_of_order", "identified"),
     [
-        ("hard", lambda order: one_hot_vector(int(order[-1]), C)),  # t -> -1
-        ("hard", lambda order: one_hot_vector(int(order[1]), C)),
-        ("mixup", lambda order: mixup_vector(int(order[3]), int(order[5]), 0.3, C)),  # t -> +1
+        ("hard", lambda order: one_hot_vector(int(order[-1]), C), True),  # t -> -1
+        ("hard", lambda order: one_hot_vector(int(order[1]), C), False),
+        ("mixup", lambda order: mixup_vector(int(order[3]), int(order[5]), 0.3, C), True),
     ],
 )
-def test_saturated_softmax_is_recovered(family: str, label_of_order, seed: int) -> None:
+def test_saturated_softmax_is_recovered_or_refused(
+    family: str, label_of_order, identified: bool, seed: int
+) -> None:
+    """Logit gaps of 20: p is one-hot to ~2e-9 and every class below the runner-up has
+    p < 1e-17, too small to move the relative residual past its threshold (~1e-10 here), so
+    only the peak and the runner-up still pin the scale.
+
+    A hard label at the lowest class keeps both equations and is recovered; a mixup of two low
+    classes too. A hard label AT the runner-up leaves the peak's equation alone: one equation
+    for the scalar, refused as not identifiable rather than trusting the root found (it is the
+    right one here, but one nonlinear equation can have others). Under auto (the mixup family)
+    every (1 - s) e_peak + s y fits to ~1e-17: the answer is right or refused, never wrong.
+    """
     problem = _saturated(label_of_order, seed)
     assert 1.0 - abs(problem.inv_scale) < 1e-6
     estimate = recover_from_last_layer(problem.weight, problem.weight_grad, family=family)
-    _assert_recovered(estimate, problem)
-    assert estimate.family == family
+    if identified:
+        _assert_recovered(estimate, problem)
+        assert estimate.family == family
+    else:
+        assert not estimate.converged
+        assert estimate.reason.startswith("not identifiable at this scalar"), estimate.reason
     auto = recover_from_last_layer(problem.weight, problem.weight_grad, family="auto")
-    _assert_recovered(auto, problem)
-    assert auto.family == family
+    if auto.converged:
+        _assert_recovered(auto, problem)
+        assert auto.family == family
+    else:
+        assert auto.reason.startswith(("not identifiable", "ambiguous")), auto.reason
+
+
+@pytest.mark.parametrize("target_rank", [1, 3])
+def test_a_saturated_continuum_of_labels_is_ambiguous(target_rank: int) -> None:
+    """Issue 10 item 8: in float32, p = e_k exactly, so y(t) = e_k - t c = (1 - s) e_k + s y
+    for every s in (0, 1] on a whole interval of t: a mixup of e_k and the true label, and, when
+    the target is k itself, a smoothing label with eps' = s eps. Those families must refuse
+    (ambiguous, or not identifiable at this scalar: no constrained class moves with the
+    scale), never answer the interval's edge (found as false accepts at C = 5 and 10). A
+    smoothing label whose target is not k is unique: the peak's entry (p = 1, frozen) against
+    the others (p = 0) is one linear equation, whose one root is the true scalar."""
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=M)
+    weight = rng.normal(size=(C, M)) / np.sqrt(M)
+    logits = weight @ features
+    weight *= 200.0 / np.ptp(logits)  # logit gaps of ~100: p = e_peak exactly in float32
+    target = int(np.argsort(logits)[-target_rank])
+    label = smoothing_vector(target, C, 0.3)
+    weight32, features32 = (torch.from_numpy(a).float() for a in (weight, features))
+    probs = torch.softmax(weight32 @ features32, dim=-1)
+    assert float(probs.max()) == 1.0 and float(probs.sort().values[-2]) < 1e-9
+    weight_grad = torch.outer(probs - torch.from_numpy(label).float(), features32)
+    unique = () if target_rank == 1 else ("smoothing",)
+    for family in ("smoothing", "mixup", "auto"):
+        estimate = recover_from_last_layer(weight32, weight_grad, family=family)
+        if family in unique:
+            assert estimate.converged, estimate.reason
+            assert l1(estimate.soft_label, label) < 1e-5
+            continue
+        assert not estimate.converged, (family, estimate.soft_label)
+        assert estimate.reason.startswith(("ambiguous", "not identifiable")), estimate.reason
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from gradleak import recover_from_last_layer
 from gradleak.recovery.families import implied_labels
+from gradleak.recovery.identifiability import identifiability
 from gradleak.recovery.last_layer import prepare
 from lastlayer_problems import (
     FEATURE_SIGNS,
@@ -47,9 +48,15 @@ def _check(problem, family: str) -> None:
     """Recovered exactly, or refused because several scalars fit (never a wrong answer).
 
     With few classes a family can be met by more than one scalar (each a valid label); the
-    gradient cannot tell them apart, so the only honest answer is a refusal that says so.
+    gradient cannot tell them apart, so the only honest answer is a refusal that says so:
+    "not identifiable" below the class count where equations outnumber unknowns (a bias
+    removes that bound), "ambiguous" when a rival root is seen above it.
     """
     estimate = recover_from_last_layer(*problem.last_layer(), family=family)
+    count = identifiability(problem.num_classes, family, bias=problem.bias is not None)
+    if not count.identifiable:
+        assert not estimate.converged and estimate.reason == count.reason
+        return
     if not estimate.converged:
         assert estimate.reason.startswith("ambiguous"), estimate.reason
         assert len(estimate.diagnostics["rival_scales"]) >= 1

@@ -12,6 +12,29 @@ from safetensors import safe_open
 from torch import Tensor
 
 
+def check_existing_file(path: Path, *, name: str, hint: str = "") -> Path:
+    """``path`` if it is an existing file; else FileNotFoundError or IsADirectoryError.
+
+    ``name`` is how messages call the file (``observation file``, ``checkpoint``); ``hint``
+    is appended to the does-not-exist message (how to create one).
+    """
+    if path.is_dir():
+        raise IsADirectoryError(f"{name} {path} is a folder; expected a .safetensors file")
+    if not path.is_file():
+        raise FileNotFoundError(f"{name} {path} does not exist{hint}")
+    return path
+
+
+def metadata_field(path: Path, metadata: dict[str, str], key: str) -> str:
+    """The header metadata ``key`` of ``path``; ValueError naming the file if it is absent."""
+    if key not in metadata:
+        raise ValueError(
+            f"{path}: the header has no '{key}' metadata (found {sorted(metadata)}); the file "
+            "was not written by gradleak or was edited"
+        )
+    return metadata[key]
+
+
 def read_tagged(
     path: Path, *, file_format: str, version: str
 ) -> tuple[dict[str, Tensor], dict[str, str]]:

@@ -6,34 +6,38 @@ import argparse
 import time
 from pathlib import Path
 
+from gradleak.cli.arguments import integer, number
 from gradleak.experiments import matching_speed, reconstruction_bench, reconstruction_tables
 from gradleak.experiments.label_bench import run_benchmark
 from gradleak.experiments.label_cases import quick_cases, standard_cases, trained_cases
 from gradleak.experiments.reconstruction_variants import MatchingBudget
 from gradleak.experiments.tables import csv, markdown, summarise
+from gradleak.output_files import check_new_folder, write_atomic
 
 #: Trials per setting when --samples is not given (C<=100 settings for the label suite).
 DEFAULT_SAMPLES = {"labels": 1000, "reconstruction": 8}
+#: The root seed: trials use seed + trial index as model seeds, so it stays well below 2**63.
+SEED_LIMIT = 2**32
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("suite", choices=tuple(SUITES), help="which benchmark to run")
     parser.add_argument(
         "--samples",
-        type=int,
-        help=f"trials per setting (default: {DEFAULT_SAMPLES})",
+        type=integer(1),
+        help=f"trials per setting, >= 1 (default: {DEFAULT_SAMPLES})",
     )
     parser.add_argument(
         "--paper-samples",
-        type=int,
+        type=integer(1),
         default=1000,
-        help="trials per setting for search=paper (slower)",
+        help="trials per setting for search=paper (slower), >= 1",
     )
     parser.add_argument(
         "--large-samples",
-        type=int,
+        type=integer(1),
         default=50,
-        help="trials per ResNet50 / C=1000 setting at 224x224",
+        help="trials per ResNet50 / C=1000 setting at 224x224, >= 1",
     )
     parser.add_argument("--quick", action="store_true", help="seconds-long twin (what CI runs)")
     parser.add_argument(
@@ -51,18 +55,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--trained-only", action="store_true", help="skip the untrained-model settings"
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seed",
+        type=integer(0, SEED_LIMIT, limit_text="2**32"),
+        default=0,
+        help="root seed, [0, 2**32 - 1]",
+    )
     matching = parser.add_argument_group(
         "reconstruction suite (defaults: the paper's budget, hours on a CPU)"
     )
     budget = MatchingBudget()
-    matching.add_argument("--iterations", type=int, default=budget.iterations)
-    matching.add_argument("--restarts", type=int, default=budget.restarts)
-    matching.add_argument("--dlg-iterations", type=int, default=budget.dlg_iterations)
     matching.add_argument(
-        "--fcn-dlg-iterations", type=int, default=20, help="DLG's L-BFGS steps on FCN-4"
+        "--iterations", type=integer(1), default=budget.iterations, help="Adam steps, >= 1"
     )
-    matching.add_argument("--feature-weight", type=float, default=budget.feature_weight)
+    matching.add_argument("--restarts", type=integer(1), default=budget.restarts, help=">= 1")
+    matching.add_argument(
+        "--dlg-iterations",
+        type=integer(1),
+        default=budget.dlg_iterations,
+        help="DLG's L-BFGS steps, >= 1",
+    )
+    matching.add_argument(
+        "--fcn-dlg-iterations", type=integer(1), default=20, help="DLG's L-BFGS steps on FCN-4"
+    )
+    matching.add_argument(
+        "--feature-weight", type=number(0), default=budget.feature_weight, help=">= 0"
+    )
     parser.add_argument("--out", type=Path, help="run folder (must not exist); default runs/")
 
 
@@ -74,17 +92,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _out(args: argparse.Namespace) -> Path:
     out = args.out or Path("runs") / f"bench-{args.suite}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if out.exists():
-        raise FileExistsError(
-            f"--out {out} exists; choose a new folder (runs are never overwritten)"
-        )
-    return out
+    return check_new_folder(out, name="--out")
 
 
 def run_reconstruction(args: argparse.Namespace) -> int:
-    for name in ("samples", "iterations", "restarts", "dlg_iterations", "fcn_dlg_iterations"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
     out = _out(args)
     if args.quick:
         cases = reconstruction_bench.quick_cases(args.samples)
@@ -107,19 +118,16 @@ def run_reconstruction(args: argparse.Namespace) -> int:
         matching_speed.measure(iterations=20, rounds=2) if args.quick else matching_speed.measure()
     )
     table += "\n" + matching_speed.markdown(speed)
-    (out / "table.md").write_text(table)
+    write_atomic(out / "table.md", table)
     print(table)
     print(f"records and table.md in {out}")
     return 0
 
 
 def run_labels(args: argparse.Namespace) -> int:
-    for name in ("samples", "paper_samples", "large_samples"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
-    out = _out(args)
     if args.trained_only and not args.trained:
         raise ValueError("--trained-only needs --trained CHECKPOINT [...]")
+    out = _out(args)
     cases = []
     if not args.trained_only:
         cases += (
@@ -131,8 +139,8 @@ def run_labels(args: argparse.Namespace) -> int:
     records = run_benchmark(cases, out, paper_samples=args.paper_samples, seed=args.seed)
     rows = summarise(records)
     table = markdown(rows)
-    (out / "table.md").write_text(table)
-    (out / "table.csv").write_text(csv(rows))
+    write_atomic(out / "table.md", table)
+    write_atomic(out / "table.csv", csv(rows))
     print(table)
     print(f"records, table.md and table.csv in {out}")
     return 0

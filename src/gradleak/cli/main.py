@@ -1,4 +1,9 @@
-"""The `gradleak` command: a thin shell over the library."""
+"""The `gradleak` command: a thin shell over the library.
+
+Expected failures (ValueError for bad input, OSError and its subclasses for files) end as one
+line ``gradleak COMMAND: error: MESSAGE`` on stderr and exit code 2; Ctrl-C as one line and
+exit code 130. ``--debug`` shows the traceback instead.
+"""
 
 from __future__ import annotations
 
@@ -28,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"gradleak {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the traceback of an error instead of one line"
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, summary) in COMMANDS.items():
         sub = commands.add_parser(name, help=summary, description=summary)
@@ -36,14 +44,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(error: BaseException) -> str:
+    """The error's message on one line (its lines joined), or its type if it has none."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return "; ".join(lines) or type(error).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
     try:
         return args.handler(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as error:
-        print(f"gradleak {args.command}: error: {error}", file=sys.stderr)
+    except (ValueError, OSError) as error:
+        if args.debug:
+            raise
+        print(f"gradleak {args.command}: error: {one_line(error)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"gradleak {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

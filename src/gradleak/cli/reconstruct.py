@@ -9,9 +9,12 @@ import json
 import time
 from pathlib import Path
 
+from torch import nn
+
 import gradleak
+from gradleak.cli.arguments import integer, number
 from gradleak.cli.simulation import add_client_arguments, load_images, simulate
-from gradleak.client import load_observation
+from gradleak.client import GradientObservation, load_observation
 from gradleak.experiments.reconstruction_tables import save_grid
 from gradleak.experiments.reconstruction_variants import (
     CNN_VARIANTS,
@@ -21,6 +24,7 @@ from gradleak.experiments.reconstruction_variants import (
     run_variant,
 )
 from gradleak.metrics import psnr, ssim, to_unit_range
+from gradleak.output_files import check_new_folder, write_atomic
 
 #: Variants that need the client's secret (evaluation only).
 ORACLES = ("oracle-soft", "oracle-hard")
@@ -45,11 +49,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"(default: {','.join(FCN_VARIANTS)} for fcn4, {','.join(CNN_VARIANTS)} otherwise)",
     )
     budget = MatchingBudget()
-    attack.add_argument("--iterations", type=int, default=1000, help="Adam steps per restart")
-    attack.add_argument("--restarts", type=int, default=1)
-    attack.add_argument("--dlg-iterations", type=int, default=100, help="L-BFGS steps of dlg")
-    attack.add_argument("--tv", type=float, default=budget.tv_weight, help="total variation")
-    attack.add_argument("--feature-weight", type=float, default=budget.feature_weight)
+    attack.add_argument(
+        "--iterations", type=integer(1), default=1000, help="Adam steps per restart (>= 1)"
+    )
+    attack.add_argument("--restarts", type=integer(1), default=1, help="random restarts (>= 1)")
+    attack.add_argument(
+        "--dlg-iterations", type=integer(1), default=100, help="L-BFGS steps of dlg (>= 1)"
+    )
+    attack.add_argument(
+        "--tv", type=number(0), default=budget.tv_weight, help="total variation weight (>= 0)"
+    )
+    attack.add_argument(
+        "--feature-weight",
+        type=number(0),
+        default=budget.feature_weight,
+        help="weight of the recovered-feature term of ours+feature (>= 0)",
+    )
     parser.add_argument("--out", type=Path, help="output folder (must not exist)")
 
 
@@ -64,6 +79,41 @@ def _variants(args: argparse.Namespace, has_secret: bool) -> list[str]:
     return chosen
 
 
+def _check_fit(observation: GradientObservation, model: nn.Module, model_name: str) -> None:
+    """Refuse an observation whose parameters (names, shapes) are not those of ``model``."""
+    expected = {name: tuple(p.shape) for name, p in model.named_parameters() if p.requires_grad}
+    observed = {name: tuple(value.shape) for name, value in observation.parameters.items()}
+    head = f"{observation.classifier}."
+    if all(name.startswith(head) for name in observed) and len(observed) < len(expected):
+        raise ValueError(
+            f"this observation holds only the classifier's parameters (saved with "
+            f"classifier_only=True); --model {model_name} needs all {len(expected)} of them, so "
+            "save the observation in full"
+        )
+    missing = [name for name in expected if name not in observed]
+    unexpected = [name for name in observed if name not in expected]
+    reshaped = [
+        f"{name!r} is {observed[name]} in the observation, {expected[name]} in the model"
+        for name in expected
+        if name in observed and expected[name] != observed[name]
+    ]
+    problems = []
+    if missing:
+        problems.append(f"the model has {_few(missing)} that the observation lacks")
+    if unexpected:
+        problems.append(f"the observation has {_few(unexpected)} that the model has not")
+    problems += reshaped[:3]
+    if problems:
+        raise ValueError(
+            f"this observation's parameters do not fit --model {model_name}: " + "; ".join(problems)
+        )
+
+
+def _few(names: list[str], shown: int = 3) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(repr(name) for name in names[:shown]) + more
+
+
 def _observed(args: argparse.Namespace):
     if args.observation is None:
         return simulate(args)
@@ -76,13 +126,14 @@ def _observed(args: argparse.Namespace):
         in_channels=images.images.shape[1],
         image_size=images.images.shape[-1],
     )
+    _check_fit(observation, model, args.model)
     return observation, None, images, model
 
 
 def run(args: argparse.Namespace) -> int:
     out = args.out or Path("runs") / f"reconstruct-{time.strftime('%Y%m%d-%H%M%S')}"
-    if out.exists():
-        raise FileExistsError(f"--out {out} exists; choose a new folder (nothing is overwritten)")
+    check_new_folder(out, name="--out")
+    _variants(args, has_secret=True)  # unknown names fail now, not after the simulation
     observation, secret, images, model = _observed(args)
     estimate = gradleak.recover_label(observation, args.family)
     status = "converged" if estimate.converged else f"NOT converged ({estimate.reason})"
@@ -125,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
         print(line)
         record["variants"][name] = entry
     out.mkdir(parents=True)
-    (out / "record.json").write_text(json.dumps(record, indent=2) + "\n")
+    write_atomic(out / "record.json", json.dumps(record, indent=2) + "\n")
     save_grid(panels, out / "grid.png", title=f"{args.model}, {estimate.family} label")
     print(f"record.json and grid.png in {out}")
     return 0

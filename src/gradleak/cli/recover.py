@@ -14,6 +14,7 @@ import gradleak
 from gradleak.cli.simulation import add_client_arguments, simulate
 from gradleak.client import load_observation, save_observation
 from gradleak.metrics import label_l1, relative_feature_error
+from gradleak.output_files import check_new_file
 from gradleak.recovery import FAMILIES, METHODS, LabelEstimate
 
 
@@ -24,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="FILE",
         help="also write what the server saw to FILE (.safetensors)",
+    )
+    client.add_argument(
+        "--overwrite", action="store_true", help="replace an existing --save-observation FILE"
     )
     attack = parser.add_argument_group("attack")
     attack.add_argument(
@@ -80,14 +84,34 @@ def _report(estimate: LabelEstimate, secret, seconds: float) -> str:
     return "\n".join(lines)
 
 
+def _check_save_observation(args: argparse.Namespace) -> None:
+    """Refuse, before any work, a --save-observation FILE that cannot be written."""
+    if args.save_observation is None:
+        if args.overwrite:
+            raise ValueError("--overwrite applies to --save-observation FILE only")
+        return
+    if args.observation is not None:
+        raise ValueError(
+            "--save-observation writes a simulated observation; it cannot be combined with "
+            "--observation FILE (which is already saved)"
+        )
+    check_new_file(
+        args.save_observation,
+        name="--save-observation",
+        overwrite=args.overwrite,
+        overwrite_flag="--overwrite",
+    )
+
+
 def run(args: argparse.Namespace) -> int:
+    _check_save_observation(args)
     secret = None
     if args.observation is not None:
         observation = load_observation(args.observation)
     else:
         observation, secret, _, _ = simulate(args)
         if args.save_observation is not None:
-            save_observation(observation, args.save_observation)
+            save_observation(observation, args.save_observation, overwrite=args.overwrite)
     params = {"search": args.search} if args.method == "scalar-search" else {}
     start = time.perf_counter()
     estimate = gradleak.recover_label(observation, args.family, method=args.method, **params)

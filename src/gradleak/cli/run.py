@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
 import time
 from pathlib import Path
 
+from gradleak.cli.arguments import integer
 from gradleak.experiments.backends import BACKENDS, default_workers
-from gradleak.experiments.config import load_config
-from gradleak.experiments.runner import run_experiment
+from gradleak.experiments.config import ExperimentConfig, load_config
+from gradleak.experiments.records import RECORDS, complete_trials, parse_records
+from gradleak.experiments.runner import plan, run_experiment
 from gradleak.experiments.suites import CASE_TYPES
+
+#: Exit status after Ctrl-C, as a shell reports a SIGINT.
+INTERRUPTED = 130
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,10 +34,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument("--backend", choices=BACKENDS, default="local")
     parser.add_argument(
-        "--workers", type=int, help="parallel trials (default: one per CPU; 1 = this process)"
+        "--workers",
+        type=integer(1),
+        help="parallel trials (default: one per CPU; 1 = this process)",
     )
     parser.add_argument("--address", help="Ray cluster address for --backend ray")
     parser.add_argument("--no-report", action="store_true", help="skip the report at the end")
+
+
+def resume_command(args: argparse.Namespace, out: Path) -> str:
+    """The command line that continues this run in ``out``."""
+    words = ["gradleak", "run", str(args.config)]
+    if args.quick:
+        words.append("--quick")
+    for override in args.overrides:
+        words += ["--set", override]
+    words += ["--out", str(out), "--resume"]
+    if args.backend != "local":
+        words += ["--backend", args.backend]
+    if args.workers:
+        words += ["--workers", str(args.workers)]
+    if args.address:
+        words += ["--address", args.address]
+    if args.no_report:
+        words.append("--no-report")
+    return shlex.join(words)
+
+
+def _interrupted(args: argparse.Namespace, config: ExperimentConfig, out: Path) -> str:
+    """One line: how many trials are saved in ``out`` and how to continue."""
+    total = len(plan(config))
+    try:
+        saved = len(complete_trials(parse_records(out / RECORDS)).keys)
+    except (OSError, ValueError):
+        saved = 0
+    return (
+        f"gradleak run: interrupted; {saved} of {total} trials saved in {out}; "
+        f"continue with: {resume_command(args, out)}"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,22 +82,22 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--resume needs --out RUN_FOLDER")
     suffix = "-quick" if args.quick else ""
     out = args.out or Path("runs") / f"{config.name}{suffix}-{time.strftime('%Y%m%d-%H%M%S')}"
-    workers = args.workers or default_workers()
-    records = run_experiment(
-        config,
-        out,
-        backend=args.backend,
-        workers=workers,
-        address=args.address,
-        resume=args.resume,
-    )
+    workers = default_workers() if args.workers is None else args.workers
+    try:
+        records = run_experiment(
+            config,
+            out,
+            backend=args.backend,
+            workers=workers,
+            address=args.address,
+            resume=args.resume,
+        )
+    except KeyboardInterrupt:
+        print(_interrupted(args, config, out), file=sys.stderr)
+        return INTERRUPTED
     print(f"records in {records}")
     if not args.no_report:
-        from gradleak.cli.report import write_report
+        from gradleak.cli.report import print_report, write_report
 
-        for path in write_report(out):
-            print(f"wrote {path}")
-        table = out / "table.md"
-        if table.exists():
-            print(table.read_text())
+        print_report(write_report(out), out)
     return 0

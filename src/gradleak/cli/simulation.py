@@ -8,12 +8,16 @@ from torch import nn
 
 import gradleak
 from gradleak import data, labels
+from gradleak.cli.arguments import MIN_IMAGE_SIZE, image_size, integer, number, torch_seed
 from gradleak.client import ClientSecret, GradientObservation
 from gradleak.data import ImageSet
 from gradleak.recovery import FAMILIES
 
 #: Models whose demo uses other images than embedded CIFAR-10 (dataset, image side).
 DEMO_DATA = {"fcn4": ("embedded-imagenet", 64), "resnet50": ("embedded-imagenet", 224)}
+
+#: Label smoothing and mixup weights without a value given on the command line.
+DEFAULT_EPS, DEFAULT_LAM = 0.2, 0.3
 
 
 def add_client_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
@@ -33,32 +37,58 @@ def add_client_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentG
         help="images to attack (default embedded-cifar10; embedded-imagenet for fcn4/resnet50)",
     )
     client.add_argument("--data-root", help="local folder of --dataset, if not its default")
-    client.add_argument("--image-size", type=int, help="resize images to this side")
-    client.add_argument("--index", type=int, default=0, help="which test image")
+    client.add_argument(
+        "--image-size",
+        type=image_size(),
+        help=f"resize images to this side (>= {MIN_IMAGE_SIZE}; default: the dataset's)",
+    )
+    client.add_argument(
+        "--index", type=integer(0), default=0, help="which test image (>= 0, below the count)"
+    )
     client.add_argument(
         "--label", default="smoothing", choices=sorted(FAMILIES), help="the client's label family"
     )
-    client.add_argument("--eps", type=float, default=0.2, help="label smoothing in [0, 1]")
-    client.add_argument("--lam", type=float, default=0.3, help="mixup weight of the 2nd image")
-    client.add_argument("--seed", type=int, default=0, help="model initialisation seed")
+    client.add_argument(
+        "--eps",
+        type=number(0, 1),
+        help=f"label smoothing in [0, 1] for --label smoothing (default {DEFAULT_EPS})",
+    )
+    client.add_argument(
+        "--lam",
+        type=number(0, 1),
+        help=f"mixup weight of the 2nd image, in [0, 1], for --label mixup (default {DEFAULT_LAM})",
+    )
+    client.add_argument(
+        "--seed", type=torch_seed(), default=0, help="model initialisation seed, [0, 2**63 - 1]"
+    )
     return client
+
+
+def check_label_arguments(args: argparse.Namespace) -> None:
+    """Refuse a label parameter that the chosen ``--label`` family would silently ignore."""
+    for flag, value, family in (("--eps", args.eps, "smoothing"), ("--lam", args.lam, "mixup")):
+        if value is not None and args.label != family:
+            raise ValueError(
+                f"{flag} applies to --label {family} only; it would be ignored with "
+                f"--label {args.label}"
+            )
 
 
 def load_images(args: argparse.Namespace) -> ImageSet:
     """The test images the simulated client draws from."""
     dataset, size = DEMO_DATA.get(args.model, ("embedded-cifar10", None))
-    return data.load(
-        args.dataset or dataset,
-        args.data_root,
-        split="test",
-        image_size=args.image_size or (None if args.dataset else size),
-    )
+    if args.image_size is not None:
+        size = args.image_size
+    elif args.dataset:
+        size = None  # the chosen dataset's own side
+    return data.load(args.dataset or dataset, args.data_root, split="test", image_size=size)
 
 
 def simulate(
     args: argparse.Namespace,
 ) -> tuple[GradientObservation, ClientSecret, ImageSet, nn.Module]:
     """Build the model, label the chosen image as asked and compute the client's gradient."""
+    check_label_arguments(args)
     images = load_images(args)
     if not 0 <= args.index < len(images.labels):
         raise ValueError(f"--index must be in [0, {len(images.labels) - 1}], got {args.index}")
@@ -77,10 +107,12 @@ def simulate(
     if args.label == "hard":
         label = labels.one_hot(first, images.num_classes)
     elif args.label == "smoothing":
-        label = labels.smoothing(first, images.num_classes, args.eps)
+        eps = DEFAULT_EPS if args.eps is None else args.eps
+        label = labels.smoothing(first, images.num_classes, eps)
     else:
+        lam = DEFAULT_LAM if args.lam is None else args.lam
         other = next(i for i in range(len(images.labels)) if int(images.labels[i]) != first)
-        inputs = (1 - args.lam) * inputs + args.lam * images.images[other]
-        label = labels.mixup(first, int(images.labels[other]), args.lam, images.num_classes)
+        inputs = (1 - lam) * inputs + lam * images.images[other]
+        label = labels.mixup(first, int(images.labels[other]), lam, images.num_classes)
     observation, secret = gradleak.simulate_client_step(model, images.normalise(inputs), label)
     return observation, secret, images, model

@@ -10,7 +10,10 @@ import torch
 
 import gradleak
 from gradleak import data
+from gradleak.cli.arguments import image_size, integer, number, torch_seed
 from gradleak.models import save_checkpoint
+from gradleak.models.checkpoint import SUFFIX, sidecar_path
+from gradleak.output_files import check_new_file
 from gradleak.training import OPTIMIZERS, TrainingConfig, parse_augmentation, train_model
 
 
@@ -26,19 +29,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="smoothing:0.1",
         help="training targets: none, smoothing:EPS (0<EPS<1) or mixup:ALPHA (ALPHA>0)",
     )
-    parser.add_argument("--epochs", type=int, default=defaults.epochs)
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--epochs", type=integer(1), default=defaults.epochs, help=">= 1")
+    parser.add_argument("--batch-size", type=integer(1), default=defaults.batch_size, help=">= 1")
     parser.add_argument(
-        "--lr", type=float, default=defaults.learning_rate, help="peak learning rate (cosine)"
+        "--lr",
+        type=number(0, strict=True),
+        default=defaults.learning_rate,
+        help="peak learning rate (cosine), > 0",
     )
     parser.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer)
-    parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
+    parser.add_argument(
+        "--weight-decay", type=number(0), default=defaults.weight_decay, help=">= 0"
+    )
     parser.add_argument(
         "--crop-flip", action="store_true", help="random crop + flip (the CIFAR recipe)"
     )
-    parser.add_argument("--image-size", type=int, help="resize images to this side")
-    parser.add_argument("--train-limit", type=int, help="train on the first N training images only")
-    parser.add_argument("--seed", type=int, default=0, help="model init, shuffling and mixup")
+    parser.add_argument("--image-size", type=image_size(), help="resize images to this side (>= 8)")
+    parser.add_argument(
+        "--train-limit", type=integer(1), help="train on the first N (>= 1) training images only"
+    )
+    parser.add_argument(
+        "--seed",
+        type=torch_seed(),
+        default=0,
+        help="model init, shuffling and mixup; [0, 2**63 - 1]",
+    )
     parser.add_argument(
         "--out",
         type=Path,
@@ -67,8 +82,9 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     out = args.out or default_path(args.model, args.dataset, str(augmentation))
-    if out.exists() and not args.overwrite:
-        raise FileExistsError(f"--out {out} exists; pass --overwrite to replace it")
+    replace = {"overwrite": args.overwrite, "overwrite_flag": "--overwrite"}
+    check_new_file(out, name="--out", suffix=SUFFIX, **replace)  # before any data is read
+    check_new_file(sidecar_path(out), name="--out's card", **replace)
     train_set = data.load(
         args.dataset,
         args.data_root,

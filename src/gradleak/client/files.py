@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from safetensors import SafetensorError
 from safetensors.torch import save_file
 
 from gradleak.client.observation import GradientObservation
-from gradleak.tagged_files import read_tagged
+from gradleak.output_files import atomic_target, check_new_file
+from gradleak.tagged_files import check_existing_file, metadata_field, read_tagged
 
 FORMAT = "gradleak-observation"
 VERSION = "1"
@@ -27,10 +29,12 @@ def save_observation(
     classifier_only: bool = False,
     overwrite: bool = False,
 ) -> Path:
-    """Write ``observation`` to ``path`` (.safetensors). Refuses to replace a file unless asked."""
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    """Write ``observation`` to ``path`` (.safetensors). Refuses to replace a file unless asked.
+
+    The file is written beside ``path`` and moved over it (`gradleak.output_files`), so an
+    interrupted save leaves the old file or the new one, never a torn one.
+    """
+    path = check_new_file(path, name="path", overwrite=overwrite)
     prefix = f"{observation.classifier}."
     keep = (lambda name: name.startswith(prefix)) if classifier_only else (lambda name: True)
     tensors = {
@@ -49,15 +53,17 @@ def save_observation(
         "num_samples": str(observation.num_samples),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(path), metadata=metadata)
+    with atomic_target(path) as partial:
+        try:
+            save_file(tensors, str(partial), metadata=metadata)
+        except SafetensorError as error:
+            raise OSError(f"cannot write path {path}: {error}") from error
     return path
 
 
 def load_observation(path: str | Path) -> GradientObservation:
     """Read an observation written by `save_observation`."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"observation file {path} does not exist")
+    path = check_existing_file(Path(path), name="observation file")
     tensors, metadata = read_tagged(path, file_format=FORMAT, version=VERSION)
     groups: dict[str, dict] = {"gradient": {}, "parameter": {}}
     for key, value in tensors.items():
@@ -65,9 +71,18 @@ def load_observation(path: str | Path) -> GradientObservation:
         if kind not in groups:
             raise ValueError(f"{path}: unexpected tensor key {key!r}")
         groups[kind][name] = value
-    return GradientObservation(
-        gradients=groups["gradient"],
-        parameters=groups["parameter"],
-        classifier=metadata["classifier"],
-        num_samples=int(metadata["num_samples"]),
-    )
+    classifier = metadata_field(path, metadata, "classifier")
+    num_samples = metadata_field(path, metadata, "num_samples")
+    if not num_samples.isdecimal():
+        raise ValueError(
+            f"{path}: metadata num_samples={num_samples!r} is not an integer (expected >= 1)"
+        )
+    try:
+        return GradientObservation(
+            gradients=groups["gradient"],
+            parameters=groups["parameter"],
+            classifier=classifier,
+            num_samples=int(num_samples),
+        )
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from error

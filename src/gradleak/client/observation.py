@@ -15,8 +15,24 @@ import torch
 from torch import Tensor
 
 
-def _frozen(tensors: Mapping[str, Tensor]) -> Mapping[str, Tensor]:
+def _frozen(tensors: Mapping[str, Tensor], group: str) -> Mapping[str, Tensor]:
+    for name, value in tensors.items():
+        if not isinstance(value, Tensor):
+            raise ValueError(
+                f"{group}[{name!r}] must be a torch.Tensor, got {type(value).__name__}"
+            )
+        if value.is_meta:
+            raise ValueError(
+                f"{group}[{name!r}] is a meta-device tensor (a shape without values); pass "
+                "tensors that hold the observed numbers"
+            )
     return MappingProxyType({name: value.detach() for name, value in tensors.items()})
+
+
+def _weights(tensors: Mapping[str, Tensor], shown: int = 8) -> str:
+    names = sorted(name for name in tensors if name.endswith(".weight"))
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return f"{names[:shown]}{more}"
 
 
 @dataclass(frozen=True)
@@ -34,14 +50,18 @@ class GradientObservation:
     num_samples: int = 1
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "gradients", _frozen(self.gradients))
-        object.__setattr__(self, "parameters", _frozen(self.parameters))
+        object.__setattr__(self, "gradients", _frozen(self.gradients, "gradients"))
+        object.__setattr__(self, "parameters", _frozen(self.parameters, "parameters"))
         weight_key = f"{self.classifier}.weight"
-        if weight_key not in self.gradients or weight_key not in self.parameters:
-            known = sorted(name for name in self.gradients if name.endswith(".weight"))
+        groups = {"gradients": self.gradients, "parameters": self.parameters}
+        missing = [group for group, tensors in groups.items() if weight_key not in tensors]
+        if missing:
+            present = "; ".join(
+                f"weights in {group}: {_weights(groups[group])}" for group in missing
+            )
             raise ValueError(
-                f"classifier={self.classifier!r}: no '{weight_key}' in the observation; "
-                f"weights present: {known[-5:]}"
+                f"classifier={self.classifier!r}: {weight_key!r} is not in "
+                f"{' and not in '.join(missing)}; {present}"
             )
         for name, grad in self.gradients.items():
             if name in self.parameters and grad.shape != self.parameters[name].shape:

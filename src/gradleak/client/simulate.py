@@ -24,6 +24,22 @@ def find_classifier(model: nn.Module) -> str:
     return linears[-1]
 
 
+def _check_not_meta(model: nn.Module, inputs: Tensor, soft_label: SoftLabel | Tensor) -> None:
+    """Meta-device tensors have shapes but no values: no gradient can be computed from them."""
+    rows = soft_label.probabilities if isinstance(soft_label, SoftLabel) else soft_label
+    for name, value in (("inputs", inputs), ("soft_label", rows)):
+        if isinstance(value, Tensor) and value.is_meta:
+            raise ValueError(
+                f"{name} is a meta-device tensor (a shape without values); pass real data"
+            )
+    meta = [name for name, value in model.named_parameters() if value.is_meta]
+    if meta:
+        raise ValueError(
+            f"model has {len(meta)} meta-device parameters (first {meta[0]!r}): shapes without "
+            "values; build or load its weights before simulating a client step"
+        )
+
+
 def _as_batch(inputs: Tensor) -> Tensor:
     return inputs.unsqueeze(0) if inputs.dim() in (1, 3) else inputs
 
@@ -61,6 +77,7 @@ def simulate_client_step(
 
     Shapes: ``inputs`` (*input_shape) or (B, *input_shape); ``soft_label`` (C,) or (B, C).
     """
+    _check_not_meta(model, inputs, soft_label)
     classifier = classifier or find_classifier(model)
     head = dict(model.named_modules()).get(classifier)
     if not isinstance(head, nn.Linear):

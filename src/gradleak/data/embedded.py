@@ -11,10 +11,10 @@ import importlib.util
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
+
+from gradleak.data.image_file import read_square_rgb
 
 #: Dataset key -> (file prefix, classes, default size, per-channel mean, per-channel std).
 EMBEDDED = {
@@ -102,20 +102,6 @@ def foolbox_data_folder() -> Path:
     return Path(spec.origin).parent / "data"
 
 
-def square(image: Image.Image, size: int) -> Image.Image:
-    """Resize the shorter side to ``size`` (bilinear) and centre-crop to ``size`` x ``size``."""
-    width, height = image.size
-    if (width, height) == (size, size):
-        return image
-    ratio = size / min(width, height)
-    resized = image.resize(
-        (max(size, round(width * ratio)), max(size, round(height * ratio))),
-        Image.Resampling.BILINEAR,
-    )
-    left, top = (resized.size[0] - size) // 2, (resized.size[1] - size) // 2
-    return resized.crop((left, top, left + size, top + size))
-
-
 def load_embedded(name: str, *, image_size: int | None = None) -> ImageSet:
     """Load one embedded dataset at ``image_size`` (default: 32 for CIFAR, 224 for ImageNet)."""
     if name not in EMBEDDED:
@@ -129,9 +115,7 @@ def load_embedded(name: str, *, image_size: int | None = None) -> ImageSet:
         raise FileNotFoundError(f"no {prefix}*.png/jpg images in {foolbox_data_folder()}")
     images, labels = [], []
     for path in files:
-        with Image.open(path) as image:
-            image = square(image.convert("RGB"), size)
-            images.append(torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0))
+        images.append(torch.from_numpy(read_square_rgb(path, size, dataset=name)))
         labels.append(int(path.stem.rsplit("_", 1)[1]))
     return ImageSet(
         name=name,

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
-from gradleak.data.embedded import ImageSet, square
+from gradleak.data.embedded import ImageSet
+from gradleak.data.image_file import read_square_rgb
 from gradleak.data.locate import ROOT_HINT, require_folder
 from gradleak.data.pixels import channel_stats
 
@@ -55,8 +55,8 @@ def load_image_folder(
     ]
     files = files[:limit]
     size = image_size or DEFAULT_IMAGE_SIZE
-    images = torch.stack([_read(path, size) for path, _ in files]).permute(0, 3, 1, 2)
-    images = images.contiguous()
+    pixels = np.stack([read_square_rgb(path, size, dataset="image-folder") for path, _ in files])
+    images = torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()
     mean, std = channel_stats(images)
     return ImageSet(
         name="image-folder",
@@ -103,12 +103,3 @@ def _images(class_folder: Path) -> list[Path]:
             f"({', '.join(sorted(EXTENSIONS))}); remove it or add its images"
         )
     return files
-
-
-def _read(path: Path, size: int) -> torch.Tensor:
-    try:
-        with Image.open(path) as image:
-            pixels = np.asarray(square(image.convert("RGB"), size), dtype=np.float32)
-    except OSError as error:
-        raise ValueError(f"image-folder: {path} is not a readable image ({error})") from error
-    return torch.from_numpy(pixels / np.float32(255.0))

@@ -13,6 +13,11 @@ Layout (keys outside these are errors)::
     [[cases]]                  # one table per case; fields of the suite's case dataclass
     model = "lenet"
 
+Every case is checked when the config loads, before anything runs: its dataclass checks its
+own ranges, and its ``validate()`` (where the case type has one) checks the names it uses
+against the registries, its checkpoint's card and its dataset's class count. Errors name the
+config file, the case and the key.
+
 ``--set key=value`` overrides a top-level key (``seed=3``) or a defaults/quick field
 (``defaults.samples=50``); values are parsed as TOML (``methods=["idlg"]``), else as text.
 """
@@ -95,8 +100,21 @@ def build_case(case_type: type, fields: Mapping[str, Any], where: str) -> Any:
     }
     try:
         return case_type(**checked)
-    except TypeError as error:
+    except (TypeError, ValueError) as error:
         raise ValueError(f"{where}: {error}") from None
+
+
+def validate_case(case: Any, where: str) -> None:
+    """Run the case's ``validate()`` (names, files, class counts); errors gain ``where``."""
+    validate = getattr(case, "validate", None)
+    if validate is None:
+        return
+    try:
+        validate()
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"{where} ({case.name}): {error}") from None
+    except ValueError as error:
+        raise ValueError(f"{where} ({case.name}): {error}") from None
 
 
 def _parse_value(text: str) -> Any:
@@ -126,36 +144,45 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, 
 
 
 def resolve(
-    raw: Mapping[str, Any], *, case_types: Mapping[str, type], quick: bool = False
+    raw: Mapping[str, Any],
+    *,
+    case_types: Mapping[str, type],
+    quick: bool = False,
+    source: str = "config",
 ) -> ExperimentConfig:
-    """Validate a raw mapping into an `ExperimentConfig` (``case_types``: suite -> case type)."""
+    """Validate a raw mapping into an `ExperimentConfig` (``case_types``: suite -> case type;
+    ``source``: the config's file, named in every error)."""
     unknown = sorted(set(raw) - set(TOP_LEVEL))
     if unknown:
-        raise ValueError(f"config: unknown keys {unknown}; allowed: {', '.join(TOP_LEVEL)}")
+        raise ValueError(f"{source}: unknown keys {unknown}; allowed: {', '.join(TOP_LEVEL)}")
     for key in ("name", "suite", "cases"):
         if key not in raw:
-            raise ValueError(f"config: missing required key {key!r}")
+            raise ValueError(f"{source}: missing required key {key!r}")
     suite = raw["suite"]
     if suite not in case_types:
-        raise ValueError(f"config: suite = {suite!r} is unknown; known: {', '.join(case_types)}")
-    seed = _check_type(raw.get("seed", 0), int, "config.seed")
+        raise ValueError(f"{source}: suite = {suite!r} is unknown; known: {', '.join(case_types)}")
+    seed = _check_type(raw.get("seed", 0), int, f"{source}: seed")
     if seed < 0:
-        raise ValueError(f"config.seed must be >= 0, got {seed}")
+        raise ValueError(f"{source}: seed must be >= 0, got {seed}")
     if not isinstance(raw["cases"], list) or not raw["cases"]:
-        raise ValueError("config: cases must be a non-empty array of tables ([[cases]])")
+        raise ValueError(f"{source}: cases must be a non-empty array of tables ([[cases]])")
     defaults, overrides = dict(raw.get("defaults", {})), dict(raw.get("quick", {}))
     cases = tuple(
         build_case(
             case_types[suite],
-            defaults | dict(case) | (overrides if quick else {}),
-            f"cases[{index}]",
+            defaults | dict(fields) | (overrides if quick else {}),
+            f"{source}: cases[{index}]",
         )
-        for index, case in enumerate(raw["cases"])
+        for index, fields in enumerate(raw["cases"])
     )
     names = [case.name for case in cases]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
-        raise ValueError(f"config: several cases share the name(s) {duplicates}; make them differ")
+        raise ValueError(
+            f"{source}: several cases share the name(s) {duplicates}; make them differ"
+        )
+    for index, case in enumerate(cases):  # after the cheap checks: this one opens files
+        validate_case(case, f"{source}: cases[{index}]")
     return ExperimentConfig(
         name=str(raw["name"]),
         suite=suite,
@@ -181,4 +208,6 @@ def load_config(
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as error:
         raise ValueError(f"{path}: not valid TOML: {error}") from None
-    return resolve(apply_overrides(raw, overrides), case_types=case_types, quick=quick)
+    return resolve(
+        apply_overrides(raw, overrides), case_types=case_types, quick=quick, source=str(path)
+    )

@@ -100,21 +100,50 @@ def quick_cases(samples: int) -> list[LabelCase]:
     ]
 
 
-def draw_trial(
-    case: LabelCase, images: ImageSet, rng: np.random.Generator
-) -> tuple[torch.Tensor, SoftLabel]:
-    """One attacked input (normalised) and its soft label, as the paper's protocol draws them."""
-    classes = images.labels.numpy() % case.num_classes
-    first = int(rng.integers(len(classes)))
-    if case.family == "hard":
-        return images.normalise(images.images[first]), labels.one_hot(
-            int(classes[first]), case.num_classes
+def _draw_hard(case, images: ImageSet, classes: np.ndarray, first: int, rng) -> tuple:
+    label = labels.one_hot(int(classes[first]), case.num_classes)
+    return images.normalise(images.images[first]), label
+
+
+def _draw_smoothing(case, images: ImageSet, classes: np.ndarray, first: int, rng) -> tuple:
+    label = labels.smoothing(int(classes[first]), case.num_classes, float(rng.uniform(0, 0.5)))
+    return images.normalise(images.images[first]), label
+
+
+def _draw_mixup(case, images: ImageSet, classes: np.ndarray, first: int, rng) -> tuple:
+    others = np.flatnonzero(classes != classes[first])
+    if not len(others):
+        raise ValueError(
+            f"family = 'mixup' needs images of >= 2 classes; dataset {case.dataset!r} has only "
+            f"class {int(classes[first])}"
         )
-    if case.family == "smoothing":
-        label = labels.smoothing(int(classes[first]), case.num_classes, float(rng.uniform(0, 0.5)))
-        return images.normalise(images.images[first]), label
-    other = int(rng.choice(np.flatnonzero(classes != classes[first])))
+    other = int(rng.choice(others))
     lam = float(rng.uniform(0, 1))
     mixed = (1 - lam) * images.images[first] + lam * images.images[other]
     label = labels.mixup(int(classes[first]), int(classes[other]), lam, case.num_classes)
     return images.normalise(mixed), label
+
+
+#: Client label family -> how a trial draws its input and label (the protocols above).
+DRAWS = {"hard": _draw_hard, "smoothing": _draw_smoothing, "mixup": _draw_mixup}
+
+
+def draw_trial(
+    case: LabelCase, images: ImageSet, rng: np.random.Generator
+) -> tuple[torch.Tensor, SoftLabel]:
+    """One attacked input (normalised) and its soft label, as the paper's protocol draws them.
+
+    ``case.family`` must be a key of `DRAWS`, and every dataset label must lie in
+    0..num_classes-1 (labels are never wrapped onto fewer classes).
+    """
+    if case.family not in DRAWS:
+        raise ValueError(f"family = {case.family!r} is unknown; choose one of {', '.join(DRAWS)}")
+    classes = images.labels.numpy()
+    if len(classes) and (classes.min() < 0 or classes.max() >= case.num_classes):
+        bad = int(classes.max() if classes.max() >= case.num_classes else classes.min())
+        raise ValueError(
+            f"dataset {case.dataset!r} has label {bad}, outside 0..{case.num_classes - 1} "
+            f"(num_classes = {case.num_classes})"
+        )
+    first = int(rng.integers(len(classes)))
+    return DRAWS[case.family](case, images, classes, first, rng)

@@ -1,15 +1,19 @@
 """Run an experiment config into a run folder: records first, crash-safe and resumable.
 
-``RUN/manifest.json`` holds the resolved config, the seed rule, versions, the command line
-and timings; ``RUN/records.jsonl`` gets each trial's records in one write as soon as the
-trial finishes. A run folder is never overwritten: an existing folder can only be resumed,
-with the same resolved config, and resuming runs exactly the trials that have no records.
+``RUN/manifest.json`` holds the resolved config, the seed rule, versions, the torch thread
+count, the command line and timings; ``RUN/records.jsonl`` gets each trial's records in one
+write (flushed and fsynced) as soon as the trial finishes. A run folder is never overwritten:
+an existing folder can only be resumed, with the same resolved config, and resuming runs
+exactly the trials that have no records. Rewrites (the manifest, a repaired records file) are
+atomic, and one run at a time holds the folder (``RUN/.lock``).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import platform
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -21,13 +25,20 @@ import torch
 from tqdm import tqdm
 
 import gradleak
-from gradleak.experiments.backends import BACKENDS, run_local, run_ray
+from gradleak.experiments.backends import BACKENDS, TRIAL_THREADS, run_local, run_ray
 from gradleak.experiments.config import ExperimentConfig
+from gradleak.experiments.records import (
+    MANIFEST,
+    RECORDS,
+    complete_trials,
+    parse_records,
+    read_manifest,
+)
+from gradleak.experiments.run_lock import hold_run_lock
 from gradleak.experiments.seeds import trial_seed
 from gradleak.experiments.suites.base import TrialTask
+from gradleak.output_files import atomic_target, check_new_folder, write_atomic
 
-MANIFEST = "manifest.json"
-RECORDS = "records.jsonl"
 SEED_RULE = (
     "trial seed = SeedSequence([root seed, crc32(experiment), crc32(case), trial]); model seed "
     "= the same with experiment + '/model' and trial // per_model"
@@ -56,28 +67,14 @@ def plan(config: ExperimentConfig) -> list[TrialTask]:
 
 def completed_trials(records: Path) -> set[tuple[str, int]]:
     """(case, trial) pairs whose records are all on disk. A crash can leave a torn last line or
-    only some of a trial's records: those lines are removed, so the trial runs again whole."""
-    if not records.exists():
-        return set()
-    text = records.read_text()
-    groups: dict[tuple[str, int], list[str]] = {}
-    for line in text.split("\n"):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            break
-        groups.setdefault((record["case"], record["trial"]), []).append(line)
-    complete = {
-        key: lines
-        for key, lines in groups.items()
-        if len(lines) == json.loads(lines[0]).get("trial_records", len(lines))
-    }
-    intact = "".join(line + "\n" for lines in complete.values() for line in lines)
-    if intact != text:
-        records.write_text(intact)
-    return set(complete)
+    only some of a trial's records: those lines are removed (by an atomic rewrite), so the
+    trial runs again whole. Damage elsewhere is a ValueError and the file is left as it is."""
+    parsed = parse_records(records)
+    complete = complete_trials(parsed)
+    if not parsed.exact or len(complete.lines) != len(parsed.lines):
+        with atomic_target(records) as partial, partial.open("w", encoding="utf-8") as sink:
+            sink.writelines(line.text + "\n" for line in complete.lines)
+    return set(complete.keys)
 
 
 def _manifest(config: ExperimentConfig, backend: str, workers: int, argv: Sequence[str]) -> dict:
@@ -94,29 +91,29 @@ def _manifest(config: ExperimentConfig, backend: str, workers: int, argv: Sequen
             "python": platform.python_version(),
         },
         "machine": platform.platform(),
+        "torch_threads": TRIAL_THREADS,
         "runs": [],
     }
 
 
-def _open_run(out: Path, config: ExperimentConfig, resume: bool, fresh: dict) -> dict[str, Any]:
-    manifest_path = out / MANIFEST
-    if out.exists() and not resume:
-        raise FileExistsError(
-            f"--out {out} exists; pass --resume to continue that run, or choose a new folder "
-            "(runs are never overwritten)"
+def _write_manifest(out: Path, manifest: dict[str, Any]) -> None:
+    write_atomic(out / MANIFEST, json.dumps(manifest, indent=2))
+
+
+def _resumed_manifest(out: Path, config: ExperimentConfig) -> dict[str, Any]:
+    manifest = read_manifest(out)
+    if manifest["config"] != json.loads(json.dumps(config.as_dict())):
+        raise ValueError(
+            f"{out} was run with a different config; resume it with the same config, "
+            "--quick and --set options, or start a new --out folder"
         )
-    if resume and out.exists():
-        if not manifest_path.exists():
-            raise FileNotFoundError(f"{out} has no {MANIFEST}: it is not a gradleak run folder")
-        manifest = json.loads(manifest_path.read_text())
-        if manifest["config"] != json.loads(json.dumps(config.as_dict())):
-            raise ValueError(
-                f"{out} was run with a different config; resume it with the same config, "
-                "--quick and --set options, or start a new --out folder"
-            )
-        return manifest
-    out.mkdir(parents=True)
-    return fresh
+    manifest.setdefault("runs", [])
+    return manifest
+
+
+def _nothing_recorded(out: Path) -> bool:
+    records = out / RECORDS
+    return not records.is_file() or records.stat().st_size == 0
 
 
 def run_experiment(
@@ -130,42 +127,74 @@ def run_experiment(
     progress: bool = True,
     argv: Sequence[str] | None = None,
 ) -> Path:
-    """Run every trial of ``config`` not yet recorded in ``out``; returns the records path."""
+    """Run every trial of ``config`` not yet recorded in ``out``; returns the records path.
+
+    The folder is locked for the whole run (`hold_run_lock`). A folder this call created is
+    removed again if the run ends, by any error or Ctrl-C, before its first record.
+    """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    if out.exists() and not resume:
+        raise FileExistsError(
+            f"--out {out} exists; pass --resume to continue that run, or choose a new folder "
+            "(runs are never overwritten)"
+        )
+    tasks = plan(config)
     fresh = _manifest(config, backend, workers, sys.argv if argv is None else argv)
-    manifest = _open_run(out, config, resume, fresh)
+    created = not out.exists()
+    if created:
+        check_new_folder(out, name="--out")
+        out.mkdir(parents=True)
+    with hold_run_lock(out):
+        try:
+            manifest = fresh if created else _resumed_manifest(out, config)
+            _run_locked(config, out, tasks, manifest, backend, workers, address, progress)
+        except BaseException:
+            if created and _nothing_recorded(out):
+                shutil.rmtree(out, ignore_errors=True)
+            raise
+    return out / RECORDS
+
+
+def _run_locked(
+    config: ExperimentConfig,
+    out: Path,
+    tasks: list[TrialTask],
+    manifest: dict[str, Any],
+    backend: str,
+    workers: int,
+    address: str | None,
+    progress: bool,
+) -> None:
     records = out / RECORDS
     done = completed_trials(records)
-    tasks = [task for task in plan(config) if (task.case.name, task.trial) not in done]
+    tasks = [task for task in tasks if (task.case.name, task.trial) not in done]
     started = time.time()
-    manifest["runs"].append({"started": started, "trials": len(tasks), "resumed": bool(done)})
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    manifest["runs"].append(
+        {
+            "started": started,
+            "trials": len(tasks),
+            "resumed": bool(done),
+            "torch_threads": TRIAL_THREADS,
+        }
+    )
+    _write_manifest(out, manifest)
     if backend == "ray":
         results = run_ray(tasks, workers=workers, address=address)
     else:
         results = run_local(tasks, workers=workers)
     with (
-        records.open("a") as sink,
+        records.open("a", encoding="utf-8") as sink,
         tqdm(total=len(tasks), desc=config.name, disable=not progress, unit="trial") as bar,
     ):
         for _, trial_records in results:
             count = {"trial_records": len(trial_records)}
             sink.write("".join(json.dumps(record | count) + "\n" for record in trial_records))
             sink.flush()
+            os.fsync(sink.fileno())  # a trial on disk is a trial a crash cannot take back
             bar.update(1)
     manifest["runs"][-1]["wall_seconds"] = time.time() - started
     manifest["complete"] = True
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2))
-    return records
-
-
-def read_records(out: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The manifest and every record of a run folder."""
-    manifest_path, records = out / MANIFEST, out / RECORDS
-    if not manifest_path.exists():
-        raise FileNotFoundError(f"{out} has no {MANIFEST}: not a gradleak run folder")
-    lines = records.read_text().splitlines() if records.exists() else []
-    return json.loads(manifest_path.read_text()), [json.loads(line) for line in lines if line]
+    _write_manifest(out, manifest)

@@ -4,25 +4,29 @@
 loading never executes code) and, in its header metadata, ``format``, ``version`` and the
 card as JSON (architecture, training facts, versions). ``lenet-fashion-mnist.json`` beside it
 repeats the card, indented, so it can be read without any tool. `load` needs only the
-safetensors file; the sidecar is documentation.
+safetensors file; the sidecar is documentation (a sidecar that disagrees with the header is
+reported as a warning). Both files are written atomically (`gradleak.output_files`).
 """
 
 from __future__ import annotations
 
 import json
-import os
+import logging
 import platform
-import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import save_file
 from torch import nn
 
 from gradleak.models.registry import Architecture, build
-from gradleak.tagged_files import read_tagged
+from gradleak.output_files import atomic_target, check_new_file, write_atomic
+from gradleak.tagged_files import check_existing_file, metadata_field, read_tagged
+
+logger = logging.getLogger(__name__)
 
 FORMAT = "gradleak-checkpoint"
 VERSION = "1"
@@ -63,8 +67,8 @@ def save_checkpoint(
 
     ``training`` holds what produced the weights (dataset, augmentation, test accuracy, seed,
     epochs...): any JSON-serialisable mapping. Refuses to replace an existing checkpoint or
-    sidecar unless ``overwrite=True``; the weights are written to a temporary file first, so
-    an interrupted save leaves no half-written checkpoint.
+    sidecar unless ``overwrite=True``. Each file is written beside its name and moved over
+    it, so an interrupted save leaves no half-written file.
 
     Shapes: not applicable.
     """
@@ -77,13 +81,14 @@ def save_checkpoint(
             "model has no .architecture; build it with gradleak.models.build(...) so the "
             "checkpoint can rebuild it"
         )
-    sidecar = sidecar_path(path)
-    existing = [str(p) for p in (path, sidecar) if p.exists()]
-    if existing and not overwrite:
-        raise FileExistsError(
-            f"{' and '.join(existing)} exist(s); pass overwrite=True (CLI: --overwrite) to "
-            "replace, or choose another path"
+    meta = [name for name, value in model.state_dict().items() if value.is_meta]
+    if meta:
+        raise ValueError(
+            f"model has {len(meta)} meta-device tensors (first {meta[0]!r}): shapes without "
+            "values cannot be saved; load or train its weights first"
         )
+    check_new_file(path, name="path", overwrite=overwrite)
+    sidecar = check_new_file(sidecar_path(path), name="sidecar", overwrite=overwrite)
     card = {
         "format": FORMAT,
         "version": VERSION,
@@ -94,16 +99,88 @@ def save_checkpoint(
     text = json.dumps(card, sort_keys=True)
     tensors = {name: value.detach().contiguous() for name, value in model.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(handle)
-    try:
-        save_file(tensors, partial, metadata={"format": FORMAT, "version": VERSION, "card": text})
-        os.replace(partial, path)
-    finally:
-        if os.path.exists(partial):
-            os.remove(partial)
-    sidecar.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+    metadata = {"format": FORMAT, "version": VERSION, "card": text}
+    with atomic_target(path) as partial:
+        try:
+            save_file(tensors, str(partial), metadata=metadata)
+        except SafetensorError as error:
+            raise OSError(f"cannot write path {path}: {error}") from error
+    write_atomic(sidecar, json.dumps(card, indent=2, sort_keys=True) + "\n")
     return path
+
+
+def _architecture(path: Path, card: dict[str, Any]) -> Architecture:
+    """The card's ``architecture``, checked key by key against `Architecture`."""
+    described = card.get("architecture")
+    if not isinstance(described, dict):
+        raise ValueError(
+            f"{path}: the header card has no 'architecture' object (card keys: {sorted(card)}, "
+            f"architecture={described!r})"
+        )
+    known = {field.name for field in fields(Architecture)}
+    required = {
+        field.name
+        for field in fields(Architecture)
+        if field.default is MISSING and field.default_factory is MISSING
+    }
+    unknown, missing = sorted(set(described) - known), sorted(required - set(described))
+    if unknown or missing:
+        raise ValueError(
+            f"{path}: the header card's architecture has unknown keys {unknown} and lacks "
+            f"{missing}; expected the keys {sorted(known)}"
+        )
+    hints = get_type_hints(Architecture)
+    for key, value in described.items():
+        wanted = hints[key]
+        if not isinstance(value, wanted) or (wanted is int and isinstance(value, bool)):
+            raise ValueError(
+                f"{path}: the header card's architecture {key}={value!r} must be a "
+                f"{wanted.__name__}"
+            )
+    return Architecture(**described)
+
+
+def _card(path: Path, metadata: dict[str, str]) -> dict[str, Any]:
+    text = metadata_field(path, metadata, "card")
+    try:
+        card = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: the header card is not JSON ({error})") from error
+    if not isinstance(card, dict):
+        raise ValueError(
+            f"{path}: the header card must be a JSON object, got a {type(card).__name__}"
+        )
+    return card
+
+
+def _compare_sidecar(path: Path, card: dict[str, Any]) -> None:
+    """Warn when the JSON sidecar is unreadable or says something else than the header card."""
+    sidecar = sidecar_path(path)
+    if not sidecar.is_file():
+        return
+    try:
+        written = json.loads(sidecar.read_text())
+    except (OSError, ValueError) as error:
+        logger.warning(
+            "checkpoint sidecar %s is unreadable (%s); using the card in the header of %s",
+            sidecar,
+            error,
+            path,
+        )
+        return
+    if written != card:
+        differ = sorted(
+            key
+            for key in set(card) | set(written if isinstance(written, dict) else {})
+            if not isinstance(written, dict) or written.get(key) != card.get(key)
+        )
+        logger.warning(
+            "checkpoint sidecar %s disagrees with the card in the header of %s (in %s); "
+            "using the header's card",
+            sidecar,
+            path,
+            differ,
+        )
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
@@ -111,22 +188,26 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
 
     Shapes: the model maps (B, in_channels, image_size, image_size) to (B, num_classes).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"checkpoint {path} does not exist; create one with `gradleak train --out {path}`"
-        )
-    state, metadata = read_tagged(path, file_format=FORMAT, version=VERSION)
-    card = json.loads(metadata["card"])
-    architecture = Architecture(**card["architecture"])
-    model = build(
-        architecture.name,
-        num_classes=architecture.num_classes,
-        in_channels=architecture.in_channels,
-        image_size=architecture.image_size,
-        classifier_bias=architecture.classifier_bias,
-        seed=0,
+    path = check_existing_file(
+        Path(path),
+        name="checkpoint",
+        hint=f"; create one with `gradleak train --out {path}`",
     )
+    state, metadata = read_tagged(path, file_format=FORMAT, version=VERSION)
+    card = _card(path, metadata)
+    architecture = _architecture(path, card)
+    _compare_sidecar(path, card)
+    try:
+        model = build(
+            architecture.name,
+            num_classes=architecture.num_classes,
+            in_channels=architecture.in_channels,
+            image_size=architecture.image_size,
+            classifier_bias=architecture.classifier_bias,
+            seed=0,
+        )
+    except ValueError as error:
+        raise ValueError(f"{path}: the header card's {architecture}: {error}") from error
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:

@@ -14,117 +14,88 @@ import numpy as np
 import torch
 
 from gradleak.recovery.estimate import LabelEstimate
-from gradleak.recovery.families import (
-    AUTO_ORDER,
-    FAMILIES,
-    Family,
-    family_params,
-    implied_labels,
-    label_residual,
-)
-from gradleak.recovery.fast_search import fast_search, polish
+from gradleak.recovery.families import AUTO_ORDER, FAMILIES, family_params
+from gradleak.recovery.fast_search import fast_search
+from gradleak.recovery.identifiability import identifiability
 from gradleak.recovery.last_layer import LastLayerProblem, matvec
-from gradleak.recovery.noise import NOISE_FACTOR, noise_floor, valid_labels
+from gradleak.recovery.noise import NOISE_FACTOR, threshold_at
 from gradleak.recovery.paper_search import paper_search
 from gradleak.recovery.search_result import ScalarSolution
+from gradleak.recovery.verdict import (
+    family_residual,
+    fit_reason,
+    label_at,
+    rivals,
+    saturation_reason,
+)
 
 #: Upper bound on the relative family residual of an accepted solution; the bound actually used
 #: is tighter where the gradient's precision allows (`noise.acceptance_threshold`).
 DEFAULT_TOL = 1e-4
-#: A second solution makes the answer ambiguous when its label differs by more than this in l1
-#: and its residual (relative to its threshold) is within AMBIGUITY_RATIO of the best one's.
-AMBIGUITY_L1 = 1e-2
-AMBIGUITY_RATIO = 10.0
-#: Residuals below this fraction of the rounding floor, or below EXACT_RIVAL, count as equally
-#: exact when comparing rivals (true scalars sit at 0.003-0.25 of the floor in float32).
-RIVAL_FLOOR = 1e-2
-EXACT_RIVAL = 1e-12
-
 SEARCHES: dict[str, Callable[..., ScalarSolution]] = {"fast": fast_search, "paper": paper_search}
 FAMILY_CHOICES = (*FAMILIES, "auto")
-
-
-def _label_at(problem: LastLayerProblem, inv_scale: float) -> np.ndarray:
-    labels, _ = implied_labels(np.array([inv_scale]), problem.logit_direction, problem.coupling)
-    return labels[0]
 
 
 def _tensor(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array))
 
 
-def _family_residual(label: np.ndarray, inv_scale: float, problem, family: Family) -> float:
-    norm = float(np.linalg.norm(problem.coupling))
-    return float(label_residual(label[None, :], np.array([inv_scale]), norm, family)[0])
-
-
-def _verdict(label: np.ndarray, residual: float, threshold: float) -> str:
-    """Empty when the solution is accepted, else why not (observable quantities only)."""
-    if not residual <= threshold:
-        return f"residual {residual:.2e} above the acceptance threshold {threshold:.1e}"
-    if not valid_labels(label[None, :])[0]:
-        return (
-            f"the fitting label leaves [0, 1] (min {label.min():.3g}, max {label.max():.3g}): "
-            "not a probability vector"
-        )
-    return ""
-
-
-def _rivals(
-    problem: LastLayerProblem, family: Family, solution: ScalarSolution, label: np.ndarray
-) -> list[float]:
-    """Other scalars that fit as exactly as the best one but imply a different label.
-
-    Each alternative is polished first, so a genuine second root is judged on the precision it
-    can reach. It must come within AMBIGUITY_RATIO of the best residual (or of a hundredth of
-    its own rounding floor, when the best fit is exact beyond rounding): a flat valley whose
-    residual stalls far above the best fit is no rival.
-    """
-    rivals: list[float] = []
-    for candidate, _ in solution.alternatives:
-        inv_scale = polish(problem, family, candidate)
-        other, probs = (
-            row[0]
-            for row in implied_labels(
-                np.array([inv_scale]), problem.logit_direction, problem.coupling
-            )
-        )
-        known = [label, *(_label_at(problem, rival) for rival in rivals)]
-        if min(np.abs(other - seen).sum() for seen in known) <= AMBIGUITY_L1:
-            continue
-        if not valid_labels(other[None])[0]:
-            continue
-        floor = noise_floor(problem, family, np.array([inv_scale]), other[None], probs[None])[0]
-        reference = max(solution.residual, RIVAL_FLOOR * floor, EXACT_RIVAL)
-        if _family_residual(other, inv_scale, problem, family) <= AMBIGUITY_RATIO * reference:
-            rivals.append(inv_scale)
-    return rivals
+def _refusal(problem: LastLayerProblem, family: str, search: str) -> LabelEstimate | None:
+    """The "not identifiable" answer when C is below the family's count, else None."""
+    count = identifiability(problem.num_classes, family)
+    if count.identifiable:
+        return None
+    return LabelEstimate.refusal(
+        problem.num_classes,
+        reason=count.reason,
+        method=f"scalar-search/{search}",
+        family=family,
+        diagnostics={"equations": count.equations, "unknowns": count.unknowns},
+    )
 
 
 def search_estimate(
     problem: LastLayerProblem, family_name: str, *, search: str, tol: float, seed: int
 ) -> LabelEstimate:
     """Bias-free recovery for one family: search the scalar, then read off label and feature."""
+    refused = _refusal(problem, family_name, search)
+    if refused is not None:
+        return refused
+    solution = SEARCHES[search](problem, FAMILIES[family_name], tol=tol, seed=seed)
+    return judge(problem, family_name, solution, search=search, tol=tol)
+
+
+def judge(
+    problem: LastLayerProblem,
+    family_name: str,
+    solution: ScalarSolution,
+    *,
+    search: str,
+    tol: float,
+) -> LabelEstimate:
+    """The estimate at a search's solution, converged only if `verdict` accepts it."""
     family = FAMILIES[family_name]
-    if problem.num_classes < family.min_classes:
-        raise ValueError(
-            f"family={family_name!r} needs num_classes >= {family.min_classes} to pin the scale, "
-            f"got {problem.num_classes}: with fewer classes the gradient fixes the label only up "
-            "to a one-parameter family (Theorem 1); use a classifier bias or another family"
-        )
-    solution = SEARCHES[search](problem, family, tol=tol, seed=seed)
-    label = _label_at(problem, solution.inv_scale)
-    reason = _verdict(label, solution.residual, solution.threshold)
+    label, probs = label_at(problem, solution.inv_scale)
+    reason = fit_reason(
+        problem, solution.inv_scale, label, probs, solution.residual, solution.threshold
+    )
     if reason.startswith("residual"):
         reason = (
             f"no scalar fits the {family_name} family: {reason} (min of tol and "
             f"{NOISE_FACTOR:.0f}x the rounding floor of this gradient)"
         )
-    rivals = [] if reason else _rivals(problem, family, solution, label)
-    if rivals:
+        if solution.threshold >= tol:
+            reason += (
+                f"; this gradient's precision ({problem.precision:.1e}) alone allows residuals "
+                "near tol: pass a larger tol to accept a less precise fit"
+            )
+    if not reason:
+        reason = saturation_reason(problem, family, solution.inv_scale, solution.threshold)
+    others = [] if reason else rivals(problem, family, solution, label)
+    if others:
         reason = (
-            f"ambiguous: {len(rivals) + 1} scalars fit the {family_name} family with different "
-            "labels; refusing to pick one"
+            f"ambiguous: {len(others) + 1} scalars fit the {family_name} family with different "
+            "labels (a saturated softmax leaves a whole interval of them); refusing to pick one"
         )
     scale = 1.0 / solution.inv_scale
     return LabelEstimate(
@@ -143,7 +114,7 @@ def search_estimate(
             "evaluations": solution.evaluations,
             "rank_one_deviation": problem.rank_one_deviation,
             "precision": problem.precision,
-            "rival_scales": [1.0 / t for t in rivals],
+            "rival_scales": [1.0 / t for t in others],
             **solution.notes,
         },
     )
@@ -162,12 +133,13 @@ def bias_estimate(problem: LastLayerProblem, *, tol: float, family: str) -> Labe
     features = problem.row_grad / inv_scale
     logits = matvec(problem.weight, features) + bias
     probs = np.exp(logits - logits.max())
-    label = probs / probs.sum() - bias_grad
+    probs /= probs.sum()
+    label = probs - bias_grad
     mismatch = float(
         np.linalg.norm(bias_grad / inv_scale - problem.coupling) / np.linalg.norm(problem.coupling)
     )
-    reason = _verdict(label, mismatch, tol)
-    if reason:
+    reason = fit_reason(problem, inv_scale, label, probs, mismatch, tol)
+    if reason.startswith("residual"):
         reason = f"bias and weight gradients disagree: {reason}"
     fitted = _fitting_family(label, inv_scale, problem, tol) if family == "auto" else family
     return LabelEstimate(
@@ -187,39 +159,76 @@ def bias_estimate(problem: LastLayerProblem, *, tol: float, family: str) -> Labe
 
 def _fitting_family(label: np.ndarray, inv_scale: float, problem, tol: float) -> str:
     for name in AUTO_ORDER:
-        family = FAMILIES[name]
-        if problem.num_classes >= family.min_classes and (
-            _family_residual(label, inv_scale, problem, family) <= tol
-        ):
+        if family_residual(problem, FAMILIES[name], label, inv_scale) <= tol:
             return name
     return "unknown"
+
+
+def _simplest_family(problem: LastLayerProblem, inv_scale: float, tol: float) -> str:
+    """The first of hard, smoothing, mixup whose constraint the label at t meets."""
+    label, _ = label_at(problem, inv_scale)
+    for name in AUTO_ORDER[:-1]:
+        family = FAMILIES[name]
+        limit = float(threshold_at(problem, family, np.array([inv_scale]), tol)[0])
+        if family_residual(problem, family, label, inv_scale) <= limit:
+            return name
+    return AUTO_ORDER[-1]
+
+
+def _named(problem: LastLayerProblem, estimate: LabelEstimate, tol: float, tried: dict):
+    """An accepted widest-family estimate reported under the simplest family it belongs to."""
+    name = _simplest_family(problem, 1.0 / estimate.scale, tol)
+    params = family_params(estimate.soft_label.numpy(), FAMILIES[name])
+    diagnostics = {**estimate.diagnostics, "rejected_families": tried}
+    return replace(estimate, family=name, family_params=params, diagnostics=diagnostics)
 
 
 def auto_estimate(
     problem: LastLayerProblem, *, search: str, tol: float, seed: int
 ) -> LabelEstimate:
-    """Try hard, smoothing, mixup in turn and keep the first (simplest) family that fits."""
-    tried: list[LabelEstimate] = []
-    for name in AUTO_ORDER:
-        if problem.num_classes < FAMILIES[name].min_classes:
+    """The label whatever its family: every mixup root, then the simplest family it is in.
+
+    The families are nested (a hard label is a smoothing label with eps = 0, a smoothing label
+    a mixup label with lam = 0), so the mixup roots are every answer auto could give: they
+    must agree (the mixup verdict), and the claim needs the mixup count of classes. Only
+    when the mixup search finds no fit at all are the narrower searches tried, and a root of
+    theirs is still judged as a mixup root (rivals and flat neighbours under mixup).
+    """
+    refused = _refusal(problem, "auto", search)
+    if refused is not None:
+        return refused
+    widest = FAMILIES[AUTO_ORDER[-1]]
+    solution = SEARCHES[search](problem, widest, tol=tol, seed=seed)
+    estimate = judge(problem, widest.name, solution, search=search, tol=tol)
+    if estimate.converged:
+        return _named(problem, estimate, tol, {})
+    if estimate.reason.startswith(("ambiguous", "not identifiable")):
+        return estimate
+    tried = {widest.name: estimate.residual}
+    for name in AUTO_ORDER[:-1]:
+        narrow = search_estimate(problem, name, search=search, tol=tol, seed=seed)
+        if not narrow.converged:
+            tried[name] = narrow.residual
             continue
-        estimate = search_estimate(problem, name, search=search, tol=tol, seed=seed)
-        if estimate.converged:
-            return _with_tried(estimate, tried)
-        tried.append(estimate)
-    if not tried:
-        raise ValueError(f"num_classes={problem.num_classes}: no label family is identifiable")
-    best = min(tried, key=lambda estimate: estimate.residual)
-    reason = (
-        "no label family fits this gradient, so the label is not identifiable without a bias "
-        f"(best: {best.family}, {best.reason})"
+        inv_scale = 1.0 / narrow.scale
+        label, _ = label_at(problem, inv_scale)
+        as_widest = ScalarSolution(
+            inv_scale=inv_scale,
+            residual=family_residual(problem, widest, label, inv_scale),
+            threshold=float(threshold_at(problem, widest, np.array([inv_scale]), tol)[0]),
+            evaluations=solution.evaluations,
+            alternatives=((solution.inv_scale, 0.0), *solution.alternatives),
+        )
+        judged = judge(problem, widest.name, as_widest, search=search, tol=tol)
+        if not judged.converged:
+            return judged
+        return _named(problem, judged, tol, tried)
+    best = min(tried, key=tried.get)
+    return replace(
+        estimate,
+        reason=(
+            "no label family fits this gradient, so the label is not identifiable without a "
+            f"bias (closest: {best}, relative residual {tried[best]:.2e}; {estimate.reason})"
+        ),
+        diagnostics={**estimate.diagnostics, "rejected_families": tried},
     )
-    return _with_tried(best, tried, reason=reason)
-
-
-def _with_tried(estimate: LabelEstimate, tried, reason: str | None = None) -> LabelEstimate:
-    rejected = {other.family: other.residual for other in tried}
-    diagnostics = {**estimate.diagnostics, "rejected_families": rejected}
-    if reason is None:
-        return replace(estimate, diagnostics=diagnostics)
-    return replace(estimate, diagnostics=diagnostics, reason=reason, converged=False)

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import Tensor
 
 
@@ -35,3 +36,32 @@ class LabelEstimate:
     @property
     def num_classes(self) -> int:
         return int(self.soft_label.shape[-1])
+
+    @classmethod
+    def refusal(
+        cls,
+        num_classes: int,
+        *,
+        reason: str,
+        method: str,
+        family: str,
+        diagnostics: Mapping[str, Any] | None = None,
+    ) -> LabelEstimate:
+        """An answer that declines to name a label: NaN label, no feature, ``converged=False``.
+
+        For settings where the gradient cannot single out a label at all (not identifiable),
+        so that no number in the estimate can be mistaken for a recovered one.
+        """
+        if not reason:
+            raise ValueError("a refusal must say why (reason is empty)")
+        return cls(
+            soft_label=torch.full((num_classes,), float("nan"), dtype=torch.float64),
+            features=None,
+            scale=float("nan"),
+            residual=float("nan"),
+            converged=False,
+            family=family,
+            method=method,
+            reason=reason,
+            diagnostics=dict(diagnostics or {}),
+        )

@@ -19,21 +19,14 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Family:
-    """A label family: how many largest entries are free and what the others must satisfy."""
+    """A label family: how many largest entries are free and what the others must satisfy.
+
+    How many classes it needs to be identifiable is `identifiability.identifiability`'s count.
+    """
 
     name: str
     free: int
     others_equal_zero: bool
-
-    @property
-    def min_classes(self) -> int:
-        """Fewest classes for which the constraint pins the scalar: two constrained entries.
-
-        With one (a hard label over two classes) each class is a solution of its own, so the
-        label is ambiguous; a smoothing label over two classes or a mixup over three is any
-        label at all.
-        """
-        return self.free + 2
 
 
 FAMILIES: dict[str, Family] = {

@@ -28,11 +28,16 @@ from gradleak.recovery.families import (
     relative_residual,
 )
 from gradleak.recovery.last_layer import LastLayerProblem
-from gradleak.recovery.noise import acceptance_threshold, valid_labels
+from gradleak.recovery.noise import acceptance_threshold, valid_at
 from gradleak.recovery.search_result import ScalarSolution
 
 #: Grid points per decade of |t| near 0 (half as many per decade of 1 - |t| near 1).
 GRID_DENSITY = 6
+#: A fit whose residual is above this fraction of its threshold is only a loose fit: true
+#: roots converge far below it (0.003-0.25 of the rounding floor, a tenth of the threshold),
+#: while a point on the slope of a kinked valley (where the free entries change, as at a
+#: smoothing root under the mixup family) can sit just under a generous threshold.
+LOOSE_FIT = 0.1
 
 
 @cache
@@ -190,14 +195,23 @@ def _zoom(
     return np.concatenate([refined.inv_scale, _bisect_crossings(fine, crossings, evaluate)])
 
 
-def polish(problem: LastLayerProblem, family: Family, inv_scale: float) -> float:
-    """Gauss-Newton from one scalar inside +-1 % of it (same sign, |t| <= 1): a final precision
-    step for searches whose own stopping rule is loose."""
-    sign = np.sign(inv_scale)
-    near = np.sort(sign * np.clip(np.abs(inv_scale) * np.array([0.99, 1.01]), 1e-300, 1.0))
+def polish_many(problem: LastLayerProblem, family: Family, inv_scales: np.ndarray) -> np.ndarray:
+    """Gauss-Newton from each scalar inside +-1 % of it (same sign, |t| <= 1), all at once: a
+    final precision step for searches whose own stopping rule is loose. Shapes: (K,) -> (K,)."""
+    inv_scales = np.asarray(inv_scales, dtype=np.float64)
+    if inv_scales.size == 0:
+        return inv_scales
+    sign = np.sign(inv_scales)
+    ends = np.clip(np.abs(inv_scales)[:, None] * np.array([0.99, 1.01]), 1e-300, 1.0)
+    ends = np.sort(sign[:, None] * ends, axis=1)
     evaluate = _Evaluator(problem, family)
-    state = _refine(evaluate(np.array([inv_scale])), near[:1], near[1:], evaluate, iterations=30)
-    return float(state.inv_scale[0])
+    state = _refine(evaluate(inv_scales), ends[:, 0], ends[:, 1], evaluate, iterations=30)
+    return state.inv_scale
+
+
+def polish(problem: LastLayerProblem, family: Family, inv_scale: float) -> float:
+    """`polish_many` for one scalar."""
+    return float(polish_many(problem, family, np.array([inv_scale]))[0])
 
 
 def _scan(
@@ -249,7 +263,7 @@ def fast_search(
     evaluate = _Evaluator(problem, family)
     grid, crossings, state, lower, upper = _scan(evaluate, grid_density, max_candidates, iterations)
     limit = acceptance_threshold(problem, family, state.inv_scale, state.labels, state.probs, tol)
-    valid = valid_labels(state.labels)
+    valid = valid_at(problem, state.inv_scale, state.labels, state.probs)
     if not ((state.residual <= limit) & valid).any():
         # Rare: no fit yet. Spend more: golden and sign bisection in every bracket, a fine rescan
         # of the closest brackets, and the whole scan again at four times the density.
@@ -273,7 +287,17 @@ def fast_search(
         limit = acceptance_threshold(
             problem, family, state.inv_scale, state.labels, state.probs, tol
         )
-        valid = valid_labels(state.labels)
+        valid = valid_at(problem, state.inv_scale, state.labels, state.probs)
+    loose = (state.residual <= limit) & (state.residual > LOOSE_FIT * limit) & valid
+    if loose.any() and lower.size == state.inv_scale.size:
+        # Golden section in the brackets of loose fits: a kink can stop Gauss-Newton on the
+        # slope of a valley whose true root (residual ~0) lies further in.
+        golden_t, _ = _golden(lower[loose], upper[loose], evaluate)
+        state = evaluate(np.concatenate([state.inv_scale, golden_t]))
+        limit = acceptance_threshold(
+            problem, family, state.inv_scale, state.labels, state.probs, tol
+        )
+        valid = valid_at(problem, state.inv_scale, state.labels, state.probs)
     score = state.residual / limit
     # A fit whose label is no probability vector is never preferred over one whose label is.
     best = int(np.argmin(np.where(valid, score, np.inf))) if valid.any() else int(np.argmin(score))

@@ -20,6 +20,9 @@ from torch import Tensor
 DEFAULT_RANK_TOL = 1e-3
 #: Rows per block when measuring the distance from rank one exactly (bounded temporary memory).
 ROW_BLOCK = 256
+#: The rank check never asks for more than this multiple of the input dtype's epsilon: a
+#: bfloat16 gradient (eps 7.8e-3) is rank one only to about 2e-3, far above DEFAULT_RANK_TOL.
+RANK_EPS_FACTOR = 10.0
 
 
 class NotSingleInputError(ValueError):
@@ -70,6 +73,26 @@ class LastLayerProblem:
         return scale * self.row_grad
 
 
+def dtype_eps(value: Tensor | np.ndarray) -> float:
+    """Machine epsilon of the dtype ``value`` was given in (float64's for integers).
+
+    Read before `as_array` widens bfloat16 / float16 to float64: the gradient is only as
+    precise as the dtype the client computed and sent it in.
+    """
+    if isinstance(value, Tensor):
+        return float(torch.finfo(value.dtype).eps) if value.dtype.is_floating_point else _EPS64
+    dtype = np.asarray(value).dtype
+    return float(np.finfo(dtype).eps) if np.issubdtype(dtype, np.floating) else _EPS64
+
+
+_EPS64 = float(np.finfo(np.float64).eps)
+
+
+def _smallest_normal(dtype: np.dtype) -> float:
+    """Below this a gradient has underflowed: its digits are rounding, not signal."""
+    return float(np.finfo(dtype).tiny)
+
+
 def as_array(name: str, value: Tensor | np.ndarray, ndim: int) -> np.ndarray:
     """A finite float32/float64 NumPy view of ``value`` (no copy when possible), checked once.
 
@@ -78,6 +101,11 @@ def as_array(name: str, value: Tensor | np.ndarray, ndim: int) -> np.ndarray:
     memory than the arithmetic itself, and a torch copy would wake its thread pool.
     """
     if isinstance(value, Tensor):
+        if value.is_meta:
+            raise ValueError(
+                f"{name} is a meta-device tensor (a shape without values); pass a tensor "
+                "that holds the observed numbers"
+            )
         value = value.detach().cpu()
         if value.dtype not in (torch.float32, torch.float64):
             value = value.to(torch.float64)
@@ -99,6 +127,27 @@ def matvec(matrix: np.ndarray, vector: np.ndarray) -> np.ndarray:
     return np.einsum("ij,j->i", matrix, vector, dtype=np.float64, casting="safe")
 
 
+def check_rank_tol(rank_tol: float | None) -> None:
+    """``rank_tol`` is None (skip the rank check) or a number in (0, 1)."""
+    if rank_tol is None:
+        return
+    if isinstance(rank_tol, bool) or not isinstance(rank_tol, int | float):
+        raise ValueError(f"rank_tol must be a number in (0, 1) or None, got {rank_tol!r}")
+    if not 0 < rank_tol < 1:
+        raise ValueError(f"rank_tol must be in (0, 1) or None (no rank check), got {rank_tol}")
+
+
+def _rank_refusal(deviation: float, limit: float, input_eps: float) -> NotSingleInputError:
+    return NotSingleInputError(
+        f"weight_grad is not rank one (relative distance {deviation:.2e} > {limit:.1e}, the "
+        f"larger of rank_tol and {RANK_EPS_FACTOR:.0f}x the input precision {input_eps:.1e}): "
+        "it is not one input's gradient. Possible causes: several inputs (a batch), several "
+        "local steps, noise added by a defense, or parameters sent in a precision too low for "
+        "this check. The analytic attack needs one input's gradient (pass rank_tol=None to "
+        "attempt it on a noisy gradient anyway)"
+    )
+
+
 def prepare(
     weight: Tensor | np.ndarray,
     weight_grad: Tensor | np.ndarray,
@@ -111,8 +160,11 @@ def prepare(
 
     The row r is the one with the largest norm, |p_r - y_r| = max_i |p_i - y_i|, which keeps
     |mu| >= 1 and the division by g_r well conditioned. ``rank_tol=None`` skips the rank-one
-    check (for deliberately noisy gradients).
+    check (for deliberately noisy gradients); the check never demands more than
+    RANK_EPS_FACTOR times the epsilon of the dtype the gradient was given in.
     """
+    check_rank_tol(rank_tol)
+    input_eps = max(dtype_eps(weight), dtype_eps(weight_grad))
     weight = as_array("weight", weight, 2)
     weight_grad = as_array("weight_grad", weight_grad, 2)
     if weight.shape != weight_grad.shape:
@@ -121,9 +173,15 @@ def prepare(
         )
     if weight.shape[0] < 2:
         raise ValueError(f"weight must have at least 2 rows (classes), got {weight.shape[0]}")
+    if weight.shape[1] == 0:
+        raise ValueError(
+            f"weight has shape {weight.shape}: m = 0 feature columns, so the classifier takes "
+            "no input; expected m >= 1"
+        )
     if (bias is None) != (bias_grad is None):
         raise ValueError("bias and bias_grad must be given together (or neither)")
     if bias is not None:
+        input_eps = max(input_eps, dtype_eps(bias), dtype_eps(bias_grad))
         bias = as_array("bias", bias, 1).astype(np.float64)
         bias_grad = as_array("bias_grad", bias_grad, 1).astype(np.float64)
         for name, vector in (("bias", bias), ("bias_grad", bias_grad)):
@@ -132,10 +190,12 @@ def prepare(
 
     squared_norms = np.einsum("ij,ij->i", weight_grad, weight_grad, dtype=np.float64)
     row = int(np.argmax(squared_norms))
-    if squared_norms[row] == 0.0:
+    if np.sqrt(squared_norms[row]) < _smallest_normal(weight_grad.dtype):
         raise ValueError(
-            "weight_grad is all zero: the prediction equals the label exactly, so the gradient "
-            "carries no information about the label or the feature"
+            "weight_grad is all zero (or below the smallest normal number of its dtype): no "
+            "sample contributed to this update (an empty batch, e.g. Opacus' Poisson sampling "
+            "drew none, or a frozen classifier), or the prediction equals the label exactly; "
+            "either way it carries no information about the label or the feature"
         )
     row_grad = weight_grad[row].astype(np.float64)
     coupling = matvec(weight_grad, row_grad) / squared_norms[row]
@@ -143,13 +203,10 @@ def prepare(
     # the cancellation floor (~1e-8 relative) sits far below any useful rank_tol.
     explained = float(coupling @ coupling) * squared_norms[row] / squared_norms.sum()
     deviation = float(np.sqrt(max(0.0, 1.0 - explained)))
-    if rank_tol is not None and deviation > rank_tol:
-        raise NotSingleInputError(
-            f"weight_grad is not rank one (relative distance {deviation:.2e} > rank_tol "
-            f"{rank_tol:.0e}): it cannot come from one input. A batch of several inputs or "
-            "several local steps mixes features; the analytic attack needs one input's gradient "
-            "(pass rank_tol=None to attempt it on a noisy gradient anyway)"
-        )
+    if rank_tol is not None:
+        limit = max(rank_tol, RANK_EPS_FACTOR * input_eps)
+        if deviation > limit:
+            raise _rank_refusal(deviation, limit, input_eps)
     return LastLayerProblem(
         weight=weight,
         weight_grad=weight_grad,
@@ -159,7 +216,7 @@ def prepare(
         coupling=coupling,
         rank_one_deviation=deviation,
         weight_row_norms=np.sqrt(np.einsum("ij,ij->i", weight, weight, dtype=np.float64)),
-        input_eps=float(max(np.finfo(weight.dtype).eps, np.finfo(weight_grad.dtype).eps)),
+        input_eps=input_eps,
         bias=bias,
         bias_grad=bias_grad,
     )

@@ -34,13 +34,83 @@ from gradleak.recovery.last_layer import LastLayerProblem
 NOISE_FACTOR = 10.0
 #: Below this a float64 fit is exact for every practical purpose (search and rounding slack).
 EXACT = 1e-10
-#: How far below 0 or above 1 a recovered probability may fall and still count as a label.
+#: A gradient whose precision exceeds this multiple of its dtype's eps carries added noise.
+NOISY = 2.0
+#: The largest slack a recovered probability may have below 0 or above 1, whatever the
+#: precision: a label 1e-3 outside [0, 1] is no label.
 LABEL_TOL = 1e-3
 
 
-def valid_labels(labels: np.ndarray) -> np.ndarray:
-    """Rows that are probability vectors up to LABEL_TOL. Shapes: (T, C) -> (T,)."""
-    return (labels.min(axis=-1) >= -LABEL_TOL) & (labels.max(axis=-1) <= 1.0 + LABEL_TOL)
+def entry_slack(
+    problem: LastLayerProblem,
+    inv_scale: np.ndarray,
+    labels: np.ndarray,
+    probs: np.ndarray,
+    *,
+    least: float = EXACT,
+    per_row: bool = False,
+) -> np.ndarray:
+    """How far each recovered entry y_i(t) may stray from its true value by rounding alone.
+
+    NOISE_FACTOR times the gradient's precision eps times: p_i + |y_i| (rounding of p - y) and
+    the softmax's move under logit errors (module docstring), both relative to the entry
+    itself; and eps |t| ||c||, the size of the whole row, which the scalar's own error moves
+    every entry by (a shared offset) and which added noise reaches on every entry. With
+    ``per_row`` the last term is dropped for clean gradients (precision at most NOISY x the
+    dtype's eps): what one row's own digits can tell, which is what decides whether a tiny
+    p_i still carries information. At least ``least``, at most LABEL_TOL.
+    Shapes: (T,), (T, C), (T, C) -> (T, C).
+    """
+    magnitude = np.abs(inv_scale)[:, None]
+    logit_errors = problem.weight_row_norms * float(np.linalg.norm(problem.row_grad))
+    weighted = (probs * logit_errors).sum(axis=1, keepdims=True)
+    softmax_moves = np.abs(probs * (weighted + (1.0 - 2.0 * probs) * logit_errors)) / magnitude
+    terms = probs + np.abs(labels) + softmax_moves
+    if not per_row or problem.precision > NOISY * problem.input_eps:
+        terms = terms + magnitude * float(np.linalg.norm(problem.coupling))
+    return np.clip(NOISE_FACTOR * problem.precision * terms, least, LABEL_TOL)
+
+
+def valid_labels(labels: np.ndarray, slack: np.ndarray | float = LABEL_TOL) -> np.ndarray:
+    """Rows that are probability vectors up to ``slack`` (per entry, or one number).
+
+    Shapes: (T, C), (T, C) or scalar -> (T,).
+    """
+    inside = (labels >= -slack) & (labels <= 1.0 + slack)
+    return inside.all(axis=-1)
+
+
+def valid_at(
+    problem: LastLayerProblem, inv_scale: np.ndarray, labels: np.ndarray, probs: np.ndarray
+) -> np.ndarray:
+    """`valid_labels` with the slack this gradient's precision allows. Shapes: (T,)."""
+    return valid_labels(labels, entry_slack(problem, inv_scale, labels, probs))
+
+
+def label_sum_limit(precision: float, labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """How far from 1 the sum of a recovered label may lie: NOISE_FACTOR x its rounding floor.
+
+    y = p - (p - y) sums to 1 exactly for a softmax cross-entropy gradient, whose rows sum to
+    zero (Theorem 1); recomputing it from a gradient of relative precision eps rounds each
+    entry by at most eps (p_i + |y_i|). A sum further off means the rows of dL/dW do not sum
+    to zero: no softmax client produced this gradient. Shapes: (T, C), (T, C) -> (T,).
+    """
+    floor = precision * (probs + np.abs(labels)).sum(axis=-1)
+    return np.maximum(EXACT, NOISE_FACTOR * floor)
+
+
+def label_sum_reason(precision: float, label: np.ndarray, probs: np.ndarray) -> str:
+    """Empty when the label sums to 1 within `label_sum_limit`, else the refusal. Shapes: (C,)."""
+    total = float(label.sum())
+    limit = float(label_sum_limit(precision, label[None], probs[None])[0])
+    if abs(total - 1.0) <= limit:
+        return ""
+    return (
+        f"the implied label sums to {total:.6g}, off 1 by {abs(total - 1.0):.2e} > "
+        f"{limit:.1e} (what the gradient's precision allows): the rows of dL/dW of a softmax "
+        "cross-entropy sum to zero (Theorem 1) and these do not, so no softmax client "
+        "produced this gradient"
+    )
 
 
 def noise_floor(

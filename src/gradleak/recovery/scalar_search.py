@@ -5,7 +5,7 @@ Paper: Wang, Liang & He, ICLR 2024, Sec. 4.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from torch import Tensor
 
@@ -19,7 +19,12 @@ from gradleak.recovery.analytic import (
     search_estimate,
 )
 from gradleak.recovery.estimate import LabelEstimate
-from gradleak.recovery.last_layer import DEFAULT_RANK_TOL, prepare
+from gradleak.recovery.last_layer import (
+    DEFAULT_RANK_TOL,
+    NotSingleInputError,
+    check_rank_tol,
+    prepare,
+)
 from gradleak.recovery.registry import register
 
 
@@ -45,8 +50,11 @@ class ScalarSearch:
             raise ValueError(f"family={self.family!r} is unknown; choose one of {FAMILY_CHOICES}")
         if self.search not in SEARCHES:
             raise ValueError(f"search={self.search!r} is unknown; choose one of {sorted(SEARCHES)}")
+        if isinstance(self.tol, bool) or not isinstance(self.tol, int | float):
+            raise ValueError(f"tol must be a number in (0, 1), got {self.tol!r}")
         if not 0 < self.tol < 1:
             raise ValueError(f"tol must be in (0, 1), got {self.tol}")
+        check_rank_tol(self.rank_tol)
 
     def from_last_layer(
         self,
@@ -65,11 +73,33 @@ class ScalarSearch:
         )
 
     def recover(self, observation: GradientObservation) -> LabelEstimate:
-        if observation.num_samples != 1:
-            raise ValueError(
-                f"observation.num_samples is {observation.num_samples}: the analytic attack "
-                "recovers the label of one input (FedSGD with batch size 1)"
-            )
-        return self.from_last_layer(
-            observation.weight, observation.weight_grad, observation.bias, observation.bias_grad
+        """One input's label; a declared batch is only answered when its gradient is rank one.
+
+        A batch of B > 1 inputs gives a rank-B gradient, refused by the rank check. A rank-one
+        gradient despite B > 1 means the inputs share one feature (identical inputs, or all
+        but one contributed nothing): the label then recovered is the batch's mean label, not
+        any one sample's, so the estimate is returned with ``converged=False`` and says so.
+        """
+        arrays = (
+            observation.weight,
+            observation.weight_grad,
+            observation.bias,
+            observation.bias_grad,
         )
+        if observation.num_samples == 1:
+            return self.from_last_layer(*arrays)
+        try:
+            estimate = self.from_last_layer(*arrays)
+        except NotSingleInputError as error:
+            raise NotSingleInputError(
+                f"observation.num_samples is {observation.num_samples}: {error}. The analytic "
+                "attack recovers the label of one input (FedSGD with batch size 1)"
+            ) from None
+        reason = (
+            f"observation.num_samples is {observation.num_samples} but the weight gradient is "
+            "rank one: the inputs share one feature (identical inputs, or all but one "
+            "contributed nothing), so only their mean label is identified, not each sample's"
+            + (f"; besides, {estimate.reason}" if estimate.reason else "")
+        )
+        diagnostics = {**estimate.diagnostics, "declared_num_samples": observation.num_samples}
+        return replace(estimate, converged=False, reason=reason, diagnostics=diagnostics)

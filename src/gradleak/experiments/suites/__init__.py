@@ -1,6 +1,6 @@
 """Suite registry: the key in a config's ``suite =`` -> case type, trial function, report."""
 
-from gradleak.experiments.suites import labels, landscape, reconstruction
+from gradleak.experiments.suites import identifiability, labels, landscape, reconstruction
 from gradleak.experiments.suites.base import Record, Suite, TrialTask
 
 SUITES: dict[str, Suite] = {
@@ -24,6 +24,13 @@ SUITES: dict[str, Suite] = {
         landscape.run_trial,
         landscape.report,
         "loss-landscape figure: family residual against mu",
+    ),
+    "identifiability": Suite(
+        "identifiability",
+        identifiability.IdentifiabilityTrials,
+        identifiability.run_trial,
+        identifiability.report,
+        "false accepts at the smallest class counts, on random float32 last layers",
     ),
 }
 

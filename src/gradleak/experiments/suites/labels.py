@@ -8,15 +8,21 @@ on the same observation; the truth scores the answers afterwards.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 import gradleak
 from gradleak import defenses
+from gradleak.experiments.case_checks import (
+    ATTACK_FAMILIES,
+    check_choice,
+    check_client_setting,
+    check_defense,
+)
 from gradleak.experiments.label_cases import draw_trial
 from gradleak.experiments.suites import resources
 from gradleak.experiments.suites.base import Record, TrialTask
@@ -28,15 +34,41 @@ from gradleak.recovery.last_layer import NotSingleInputError
 #: Label success as in the paper: l1 distance to the true label below this.
 SUCCESS_L1 = 1e-2
 
-#: Method key in configs -> recover_label keyword arguments (family added per case).
-METHODS: dict[str, dict[str, Any]] = {
-    "ours-fast": {"method": "scalar-search", "search": "fast"},
-    "ours-paper": {"method": "scalar-search", "search": "paper"},
-    "idlg": {"method": "idlg"},
-    "gradinversion": {"method": "gradinversion"},
-    "llg": {"method": "llg"},
-    "nonnegative": {"method": "nonnegative"},
+
+@dataclass(frozen=True)
+class LabelMethod:
+    """A method of the table: its `recover_label` arguments and the attack families it
+    answers (``None``: it takes no family and is not given one)."""
+
+    arguments: Mapping[str, Any]
+    families: tuple[str, ...] | None
+
+    def accepts(self, family: str) -> bool:
+        """Whether the method can attack under ``family`` (one it ignores counts)."""
+        return self.families is None or family in self.families
+
+    def recover_arguments(self, family: str) -> dict[str, Any]:
+        """Keyword arguments of `gradleak.recover_label` under the attack ``family``."""
+        return dict(self.arguments) | ({} if self.families is None else {"family": family})
+
+
+#: The baselines answer one-hot labels only.
+ONE_HOT = ("hard", "auto")
+
+#: Method key in configs -> how it is called and which attack families it accepts.
+METHODS: dict[str, LabelMethod] = {
+    "ours-fast": LabelMethod({"method": "scalar-search", "search": "fast"}, ATTACK_FAMILIES),
+    "ours-paper": LabelMethod({"method": "scalar-search", "search": "paper"}, ATTACK_FAMILIES),
+    "idlg": LabelMethod({"method": "idlg"}, ONE_HOT),
+    "gradinversion": LabelMethod({"method": "gradinversion"}, ONE_HOT),
+    "llg": LabelMethod({"method": "llg"}, ONE_HOT),
+    "nonnegative": LabelMethod({"method": "nonnegative"}, None),
 }
+
+
+def accepting(family: str) -> list[str]:
+    """The methods that accept the attack ``family``."""
+    return [key for key, spec in METHODS.items() if spec.accepts(family)]
 
 
 @dataclass(frozen=True)
@@ -72,8 +104,23 @@ class LabelTrials:
             raise ValueError(f"methods {unknown} unknown; choose from {', '.join(METHODS)}")
         if self.samples < 1 or self.per_model < 1:
             raise ValueError("samples and per_model must be >= 1")
-        if self.defense_scale < 0:
-            raise ValueError(f"defense_scale must be >= 0, got {self.defense_scale}")
+
+    def validate(self) -> None:
+        """Check every name against its registry, the checkpoint's card and the class count;
+        each method must accept the attack family."""
+        check_client_setting(self)
+        if self.attack_family:
+            check_choice("attack_family", self.attack_family, ATTACK_FAMILIES)
+        family = self.attack_family or self.family
+        for method in self.methods:
+            if not METHODS[method].accepts(family):
+                families = ", ".join(METHODS[method].families or ())
+                raise ValueError(
+                    f"methods: {method!r} answers only attack families {families}, "
+                    f"but the attack family (attack_family, else family) is {family!r}; "
+                    f"methods that accept {family!r}: {', '.join(accepting(family))}"
+                )
+        check_defense(self.defense, self.defense_scale)
 
     @property
     def name(self) -> str:
@@ -85,20 +132,6 @@ class LabelTrials:
         if self.defense:
             text += f" + {self.defense} {self.defense_scale:g}"
         return text
-
-
-def refusal(num_classes: int, method: str, reason: str) -> LabelEstimate:
-    """A non-converged estimate standing for a method that refused the observation."""
-    return LabelEstimate(
-        soft_label=torch.full((num_classes,), float("nan"), dtype=torch.float64),
-        features=None,
-        scale=float("nan"),
-        residual=float("nan"),
-        converged=False,
-        family="none",
-        method=method,
-        reason=reason,
-    )
 
 
 def run_trial(task: TrialTask) -> list[Record]:
@@ -115,12 +148,14 @@ def run_trial(task: TrialTask) -> list[Record]:
     truth = secret.soft_label[0]
     records = []
     for method in case.methods:
-        params = METHODS[method] | {"family": case.attack_family or case.family}
+        params = METHODS[method].recover_arguments(case.attack_family or case.family)
         start = time.perf_counter()
         try:
             estimate = gradleak.recover_label(observation, **params)
         except NotSingleInputError as error:  # noise can break the rank-one check: a refusal
-            estimate = refusal(truth.shape[-1], method, str(error))
+            estimate = LabelEstimate.refusal(
+                truth.shape[-1], reason=str(error), method=method, family="none"
+            )
         seconds = time.perf_counter() - start
         l1 = label_l1(estimate.soft_label, truth)
         l1 = l1 if np.isfinite(l1) else None  # a refusal has no label: JSON null, not NaN

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 import gradleak
+from gradleak.experiments.case_checks import check_client_setting
 from gradleak.experiments.label_cases import draw_trial
 from gradleak.experiments.suites import resources
 from gradleak.experiments.suites.base import Record, TrialTask
@@ -43,6 +44,10 @@ class LandscapeTrials:
             raise ValueError("samples and per_model must be >= 1")
         if self.grid_points < 10:
             raise ValueError(f"grid_points must be >= 10, got {self.grid_points}")
+
+    def validate(self) -> None:
+        """Check the model, data, family, class count and checkpoint against what exists."""
+        check_client_setting(self)
 
     @property
     def name(self) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 import gradleak
+from gradleak.experiments.case_checks import check_client_setting
 from gradleak.experiments.figures import encode_png, image_grid
 from gradleak.experiments.label_cases import draw_trial
 from gradleak.experiments.reconstruction_bench import score_images
@@ -59,6 +60,17 @@ class ReconstructionTrials:
             raise ValueError(f"variants must list at least one of {', '.join(VARIANTS)}")
         if unknown:
             raise ValueError(f"variants {unknown} unknown; choose from {', '.join(VARIANTS)}")
+        if self.dlg_iterations < 1 or self.save_images < 0:
+            raise ValueError("dlg_iterations must be >= 1 and save_images >= 0")
+        if self.tv_weight < 0 or self.feature_weight < 0:
+            raise ValueError(
+                f"tv_weight = {self.tv_weight:g} and feature_weight = {self.feature_weight:g} "
+                "must be >= 0"
+            )
+
+    def validate(self) -> None:
+        """Check the model, data, family, class count and checkpoint against what exists."""
+        check_client_setting(self)
 
     @property
     def name(self) -> str:

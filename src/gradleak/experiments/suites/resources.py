@@ -31,8 +31,18 @@ def model(
 
 def client_setting(case, model_seed: int) -> tuple[ImageSet, nn.Module]:
     """The test images and the attacked model of a case (fields model, init, num_classes,
-    dataset, data_root, image_size, checkpoint), the model sized to the images."""
+    dataset, data_root, image_size, checkpoint), the model sized to the images.
+
+    The dataset's class count must equal ``num_classes``: for an image folder this first load
+    is the earliest it is known (the others are checked when the config loads).
+    """
     test_images = images(case.dataset, case.data_root, case.image_size)
+    if test_images.num_classes != case.num_classes:
+        raise ValueError(
+            f"dataset {case.dataset!r} (data_root {case.data_root!r}) has "
+            f"{test_images.num_classes} classes but num_classes = {case.num_classes}; "
+            f"set num_classes = {test_images.num_classes}"
+        )
     attacked = model(
         case.model,
         case.init,

@@ -1,0 +1,145 @@
+"""When does one gradient single out one label? Equations against unknowns, as a pure function.
+
+Paper: Wang, Liang & He, ICLR 2024, Theorem 1 and Sec. 4. For one input, every row of
+dL/dW = k (p - y) x^T is a multiple of x, so the gradient fixes x up to one scalar mu, and the
+label y(mu) has C entries. They give C - 1 independent equations: the C-th is the identity
+sum_i y_i(mu) = 1, which holds for every mu (Theorem 1) and pins nothing. Against them stand
+the continuous unknowns:
+
+- the scalar mu, unless a classifier bias pins it in closed form (x = g_r / (dL/db)_r);
+- the gradient scale k when it is unknown (clipping, an unknown learning rate): one more;
+- the label family's parameters: hard 0, smoothing 1 (eps), mixup 2 (lam, eps).
+
+The target class (and the mixup pair) is a discrete choice on top. With as many equations
+as unknowns the system has finitely many roots, and nothing says which one the client used
+(C = 3 smoothing: a root at the true label and often a second, valid one). Only when the
+equations outnumber the unknowns does a root at a wrong label require a coincidence (the
+extra equation must vanish too), which happens with probability zero for a continuous
+distribution of weights and inputs. So the label is identifiable when
+
+    C - 1 > unknowns,  i.e.  C >= unknowns + 2,
+
+and gradleak refuses below that (``converged=False``, reason "not identifiable: ..."), never
+guessing among the roots. With a bias and a known scale nothing is unknown: the label is
+y = softmax(W x + b) - dL/db for any C >= 2, and the family only names it. ``family="auto"``
+must rule out every family it might claim, and the families are nested (a hard label is a
+smoothing label with eps = 0, a smoothing label a mixup label with lam = 0), so it needs the
+bound of the largest family, mixup.
+
+The count is generic: it assumes every equation moves with mu. Where the softmax saturates
+(p_i below the gradient's precision on a class), that class's equation stops moving with mu
+and the count drops (`scale_equations`); the verdict recounts at the solution it found and
+refuses unless two equations, or one linear one, still pin the scalar.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: A constrained class whose probability is below this multiple of its rounding slack is
+#: saturated away: its entry of y(t) is -t c_i for every t near the solution, so it no longer
+#: tells one scalar from another.
+SATURATION_FACTOR = 100.0
+
+#: Continuous parameters of each family's label: hard e_t; smoothing (1 - eps) e_t + eps / C;
+#: mixup (1 - eps)((1 - lam) e_a + lam e_b) + eps / C.
+FAMILY_PARAMETERS: dict[str, tuple[str, ...]] = {
+    "hard": (),
+    "smoothing": ("eps",),
+    "mixup": ("lam", "eps"),
+}
+#: The family whose bound ``family="auto"`` must meet: it contains the other two.
+LARGEST_FAMILY = "mixup"
+SCALE_MODES = ("known", "unknown")
+
+
+@dataclass(frozen=True)
+class Identifiability:
+    """The count behind the verdict: ``equations`` (C - 1) against the named ``unknowns``.
+
+    ``identifiable`` is ``equations > len(unknowns)``; ``min_classes`` is the smallest C for
+    which that holds in this setting; ``reason`` is empty when identifiable, else the refusal.
+    """
+
+    num_classes: int
+    family: str
+    equations: int
+    unknowns: tuple[str, ...]
+    min_classes: int
+    identifiable: bool
+    reason: str
+
+
+def _unknowns(family: str, *, scale: str, bias: bool) -> tuple[str, ...]:
+    if family not in FAMILY_PARAMETERS:
+        raise ValueError(f"family={family!r} is unknown; choose one of {sorted(FAMILY_PARAMETERS)}")
+    if scale not in SCALE_MODES:
+        raise ValueError(f"scale={scale!r} is unknown; choose one of {SCALE_MODES}")
+    scalar = () if bias else ("mu",)
+    gradient_scale = ("k",) if scale == "unknown" else ()
+    if bias and scale == "known":
+        return ()  # y = softmax(W x + b) - dL/db: the label is read off, the family only names it
+    return (*scalar, *gradient_scale, *FAMILY_PARAMETERS[family])
+
+
+def identifiability(
+    num_classes: int, family: str, *, scale: str = "known", bias: bool = False
+) -> Identifiability:
+    """Whether one input's last-layer gradient determines its ``family`` label (module text).
+
+    ``family`` is "hard", "smoothing", "mixup" or "auto" (judged as its largest family);
+    ``scale`` is "known" (the paper's setting) or "unknown" (fit the gradient scale too);
+    ``bias`` says whether the classifier has a bias whose gradient is observed.
+    """
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+    judged = LARGEST_FAMILY if family == "auto" else family
+    unknowns = _unknowns(judged, scale=scale, bias=bias)
+    equations = num_classes - 1
+    min_classes = max(2, len(unknowns) + 2)
+    identifiable = num_classes >= min_classes
+    reason = ""
+    if not identifiable:
+        which = (
+            "family='auto' (it cannot rule out a mixup label)"
+            if family == "auto"
+            else (f"a {judged} label")
+        )
+        reason = (
+            f"not identifiable: with C={num_classes} classes the gradient gives {equations} "
+            f"equation(s) (C - 1; the sum of the label is always 1, Theorem 1) for "
+            f"{len(unknowns)} unknown(s) ({', '.join(unknowns)}) of {which}, so several labels "
+            f"can fit exactly; it needs C >= {min_classes}"
+            + ("" if bias else " (or a classifier bias)")
+        )
+    return Identifiability(
+        num_classes=num_classes,
+        family=family,
+        equations=equations,
+        unknowns=unknowns,
+        min_classes=min_classes,
+        identifiable=identifiable,
+        reason=reason,
+    )
+
+
+def scale_equations(
+    *, moving: int, frozen_low: int, frozen_high: int, others_equal_zero: bool
+) -> tuple[int, bool]:
+    """Equations that still pin the scalar t at a solution, and whether they are all linear.
+
+    Each constrained entry reads y_i(t) = p_i(t) - t c_i. Where the softmax is saturated, p_i
+    is frozen to the gradient's precision (``frozen_low``: p_i ~ 0, ``frozen_high``: p_i ~ 1)
+    and the entry is linear in t; the ``moving`` entries are not. Hard (others zero): a
+    frozen-low entry reads -t c_i = 0, a check on c that holds for every t (no equation); every
+    other entry gives one. Smoothing and mixup (others equal, their common value eps / C is
+    eliminated): the frozen-low entries are equal to one another for every t, so together they
+    count as one entry, and G entries give G - 1 equations. Two or more equations pin t (the
+    generic count of `identifiability`); one linear equation pins it too (a line has one root);
+    one nonlinear equation can have several roots close together, and none leaves an interval.
+    """
+    if others_equal_zero:
+        equations = moving + frozen_high
+    else:
+        equations = moving + (1 if frozen_low else 0) + (1 if frozen_high else 0) - 1
+    return max(equations, 0), moving == 0
