@@ -288,8 +288,8 @@ def test_smallest_identifiable_class_counts_are_accepted() -> None:
 def test_unknown_family_and_search_raise(problem) -> None:
     with pytest.raises(ValueError, match="family"):
         recover_from_last_layer(problem.weight, problem.weight_grad, family="cutmix")
-    with pytest.raises(ValueError, match="search"):
-        recover_from_last_layer(problem.weight, problem.weight_grad, search="grid")
+    with pytest.raises(ValueError, match="method"):
+        recover_from_last_layer(problem.weight, problem.weight_grad, method="grid")
     with pytest.raises(ValueError, match="tol"):
         recover_from_last_layer(problem.weight, problem.weight_grad, tol=0.0)
 
@@ -302,8 +302,8 @@ def test_recover_label_argument_errors(lenet, images) -> None:
         recover_label(observation, method="dlg-magic")
     with pytest.raises(ValueError, match="family"):
         recover_label(observation, "smoothing", method="idlg")
-    with pytest.raises(ValueError, match="search"):
-        recover_label(observation, search="grid")
+    with pytest.raises(ValueError, match="method"):
+        recover_label(observation, method="grid")
 
 
 def test_declared_batch_with_a_rank_one_gradient_is_not_converged(lenet, images) -> None:

@@ -64,28 +64,21 @@ def test_missing_observation_file_is_a_clear_error(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_quick_label_benchmark_writes_tables(tmp_path, capsys):
-    out = tmp_path / "run"
-    assert (
-        main(
-            [
-                "bench",
-                "labels",
-                "--quick",
-                "--samples",
-                "6",
-                "--paper-samples",
-                "2",
-                "--out",
-                str(out),
-            ]
+def test_bench_is_the_runner_on_a_shipped_config(tmp_path, capsys):
+    """`gradleak bench NAME` is `gradleak run NAME`: the same records for the same config."""
+    bench, run = tmp_path / "bench", tmp_path / "run"
+    common = ["--quick", "--workers", "1", "--set", "quick.samples=1"]
+    assert main(["bench", "table1", *common, "--out", str(bench)]) == 0
+    assert main(["run", "table1", *common, "--out", str(run)]) == 0
+
+    def stable(folder):
+        lines = (folder / "records.jsonl").read_text().splitlines()
+        return sorted(
+            json.dumps({k: v for k, v in json.loads(line).items() if k != "seconds"})
+            for line in lines
         )
-        == 0
-    )
-    table = (out / "table.md").read_text()
-    assert "ours-fast" in table and "ours-paper" in table and "idlg" in table
-    records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
-    fast = [r for r in records if r["method"] == "ours-fast"]
-    assert len(fast) == 18
-    assert all(r["converged"] and r["correct"] for r in fast)
-    assert main(["bench", "labels", "--quick", "--out", str(out)]) == 2  # never overwritten
+
+    assert stable(bench) == stable(run)
+    table = (bench / "table.md").read_text()
+    assert "fast-search" in table and "idlg" in table and "median / fast-search" in table
+    assert main(["bench", "table1", "--quick", "--out", str(bench)]) == 2  # never overwritten

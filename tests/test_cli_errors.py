@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import gradleak
-from gradleak.cli import bench, reconstruct, recover, train
+import gradleak.experiments.runner
+from gradleak.cli import reconstruct, recover, train
 from gradleak.cli.main import build_parser, main
 from gradleak.client import save_observation
 
@@ -95,13 +96,7 @@ BAD_VALUES = [
     ("train", "--image-size", "0", ">= 8"),
     ("train", "--train-limit", "0", ">= 1"),
     ("train", "--seed", str(2**63), "[0, 2**63 - 1]"),
-    ("bench labels", "--samples", "0", ">= 1"),
-    ("bench labels", "--paper-samples", "0", ">= 1"),
-    ("bench labels", "--large-samples", "-3", ">= 1"),
-    ("bench labels", "--seed", str(2**32), "[0, 2**32 - 1]"),
-    ("bench reconstruction", "--fcn-dlg-iterations", "0", ">= 1"),
-    ("bench reconstruction", "--dlg-iterations", "0", ">= 1"),
-    ("bench reconstruction", "--feature-weight", "-1", ">= 0"),
+    ("bench table1", "--workers", "0", ">= 1"),
 ]
 
 
@@ -117,10 +112,9 @@ def test_numeric_flags_refuse_values_outside_their_range(capsys, command, flag, 
 @pytest.mark.parametrize(
     ("argv", "flag"),
     [
-        (["--label", "hard", "--eps", "0.1"], "--eps"),
-        (["--label", "mixup", "--eps", "0.1"], "--eps"),
-        (["--label", "smoothing", "--lam", "0.5"], "--lam"),
-        (["--label", "hard", "--lam", "0.5"], "--lam"),
+        (["--label-family", "hard", "--eps", "0.1"], "--eps"),
+        (["--label-family", "smoothing", "--lam", "0.5"], "--lam"),
+        (["--label-family", "hard", "--lam", "0.5"], "--lam"),
     ],
 )
 def test_label_parameter_of_another_family_is_refused(capsys, monkeypatch, argv, flag):
@@ -167,9 +161,9 @@ def test_reconstruct_checks_out_before_work(tmp_path, capsys, monkeypatch, read_
 
 
 def test_bench_checks_out_before_work(tmp_path, capsys, monkeypatch, read_only):
-    _no_work(monkeypatch, bench, "run_benchmark")
+    _no_work(monkeypatch, gradleak.experiments.runner, "plan")
     read_only(tmp_path)
-    assert main(["bench", "labels", "--quick", "--out", str(tmp_path / "run")]) == 2
+    assert main(["bench", "table1", "--quick", "--out", str(tmp_path / "run")]) == 2
     line = _error(capsys)
     assert "--out" in line and "not writable" in line
 
@@ -216,23 +210,19 @@ def _replaced(monkeypatch) -> list[Path]:
 def test_reconstruct_writes_its_record_atomically(tmp_path, capsys, monkeypatch):
     targets = _replaced(monkeypatch)
     out = tmp_path / "run"
-    argv = ["reconstruct", "--model", "fcn4", "--label", "mixup", "--variants", "analytic-fc",
-            "--out", str(out)]  # fmt: skip
+    argv = ["reconstruct", "--model", "fcn4", "--label-family", "mixup",
+            "--variants", "analytic-fc", "--out", str(out)]  # fmt: skip
     assert main(argv) == 0
     assert out / "record.json" in targets
 
 
 def test_bench_writes_its_tables_atomically(tmp_path, capsys, monkeypatch):
     targets = _replaced(monkeypatch)
-
-    def no_trials(cases, out, **kwargs):
-        out.mkdir(parents=True)
-        return []
-
-    monkeypatch.setattr(bench, "run_benchmark", no_trials)
     out = tmp_path / "run"
-    assert main(["bench", "labels", "--quick", "--samples", "1", "--out", str(out)]) == 0
-    assert {out / "table.md", out / "table.csv"} <= set(targets)
+    argv = ["bench", "table1", "--quick", "--workers", "1", "--set", "quick.samples=1",
+            "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    assert {out / "table.md", out / "table.csv", out / "manifest.json"} <= set(targets)
 
 
 # --- an observation that does not fit --model ---------------------------------------------------

@@ -1,9 +1,8 @@
-"""`gradleak reconstruct` and `gradleak bench reconstruction`, at tiny budgets."""
+"""`gradleak reconstruct` and `gradleak bench table3`, at tiny budgets."""
 
 import json
 
-import pytest
-
+from gradleak.cli import reconstruct as reconstruct_cli
 from gradleak.cli.main import main
 
 TINY = ["--iterations", "3", "--restarts", "1", "--dlg-iterations", "2"]
@@ -13,20 +12,20 @@ def test_reconstruct_prints_metrics_and_writes_grid_and_record(tmp_path, capsys)
     out = tmp_path / "run"
     assert main(["reconstruct", *TINY, "--out", str(out)]) == 0
     text = capsys.readouterr().out
-    for variant in ("oracle-soft", "oracle-hard", "dlg", "ours", "ours+feature"):
+    for variant in ("oracle-soft", "oracle-hard", "dlg", "ours", "ours-feature"):
         assert f"{variant}: objective" in text
     assert "PSNR" in text and "SSIM" in text
     record = json.loads((out / "record.json").read_text())
     assert record["label_converged"] is True
-    assert set(record["variants"]) == {"oracle-soft", "oracle-hard", "dlg", "ours", "ours+feature"}
+    assert set(record["variants"]) == {"oracle-soft", "oracle-hard", "dlg", "ours", "ours-feature"}
     assert all(0 < entry["psnr"] < 100 for entry in record["variants"].values())
     assert (out / "grid.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_reconstruct_fcn4_analytic_is_exact(tmp_path, capsys):
     out = tmp_path / "fcn"
-    argv = ["reconstruct", "--model", "fcn4", "--label", "mixup", "--variants", "analytic-fc",
-            "--out", str(out)]  # fmt: skip
+    argv = ["reconstruct", "--model", "fcn4", "--label-family", "mixup",
+            "--variants", "analytic-fc", "--out", str(out)]  # fmt: skip
     assert main(argv) == 0
     record = json.loads((out / "record.json").read_text())
     assert record["variants"]["analytic-fc"]["converged"] is True
@@ -54,19 +53,39 @@ def test_reconstruct_a_saved_observation_without_truth(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "oracle" not in text and "PSNR" not in text
     record = json.loads((out / "record.json").read_text())
-    assert set(record["variants"]) == {"dlg", "ours", "ours+feature"}
+    assert set(record["variants"]) == {"dlg", "ours", "ours-feature"}
     assert (out / "grid.png").exists()
 
 
-@pytest.mark.parametrize("suite", ["reconstruction"])
-def test_bench_reconstruction_quick(tmp_path, capsys, suite):
+def test_bench_table3_quick(tmp_path, capsys):
+    """`gradleak bench table3` is the Table 3 config's run: every variant, FCN-4 exact."""
     out = tmp_path / "bench"
-    argv = ["bench", suite, "--quick", "--samples", "1", *TINY, "--out", str(out)]
-    assert main(argv) == 0
+    assert main(["bench", "table3", "--quick", "--workers", "1", "--out", str(out)]) == 0
     table = (out / "table.md").read_text()
-    assert "analytic-fc" in table and "ours+feature" in table and "ratio" in table
+    assert "analytic-fc" in table and "| ours-feature |" in table and "ours+feature" not in table
     records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
-    assert len(records) == 6
+    assert len(records) == 12
     fcn = next(r for r in records if r["variant"] == "analytic-fc")
     assert fcn["converged"] and fcn["psnr_8bit"] == float("inf")
-    assert len(list(out.glob("grid-*.png"))) == 2
+    assert (out / "grid.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_reconstruct_budget_flags_reach_the_attack(tmp_path, capsys, monkeypatch):
+    seen = {}
+
+    def spy(name, observation, model, **budget):
+        seen[name] = budget
+        return real(name, observation, model, **budget)
+
+    real = reconstruct_cli.run_variant
+    monkeypatch.setattr(reconstruct_cli, "run_variant", spy)
+    argv = ["reconstruct", *TINY, "--tv-weight", "0.003", "--feature-weight", "0.25",
+            "--attack-family", "smoothing", "--variants", "ours,dlg",
+            "--out", str(tmp_path / "r")]  # fmt: skip
+    assert main(argv) == 0
+    assert "family smoothing" in capsys.readouterr().out
+    settings = seen["ours"]["settings"]
+    assert (settings.iterations, settings.restarts, settings.tv_weight) == (3, 1, 0.003)
+    assert settings.feature_weight == 0.25 and settings.seed == 0
+    assert seen["dlg"]["dlg_iterations"] == 2
+    assert seen["ours"]["image_mean"] is not None

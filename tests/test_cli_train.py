@@ -23,7 +23,7 @@ def _train(root, out, *extra):
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("augment", ["smoothing:0.2", "mixup:0.5", "none"])
+@pytest.mark.parametrize("augment", ["smoothing:0.2", "mixup:0.5", "hard"])
 def test_train_writes_a_checkpoint_with_its_card(tmp_path, fashion_root, capsys, augment):
     out = tmp_path / "model.safetensors"
     assert _train(fashion_root, out, "--augment", augment) == 0
@@ -57,29 +57,48 @@ def test_train_says_where_missing_data_belongs(tmp_path, capsys):
     assert not (tmp_path / "m.safetensors").exists()
 
 
-def test_bench_attacks_trained_checkpoints(tmp_path, fashion_root, capsys):
-    checkpoints = []
-    for augment in ("smoothing:0.1", "mixup:1"):
-        out = tmp_path / f"{augment.replace(':', '-')}.safetensors"
-        assert _train(fashion_root, out, "--augment", augment) == 0
-        checkpoints.append(str(out))
+TRAINED_CONFIG = """
+name = "trained"
+suite = "labels"
+[defaults]
+samples = 6
+samples_per_method = {{paper-search = 2}}
+methods = ["fast-search", "paper-search"]
+dataset = "fashion-mnist"
+num_classes = 10
+data_root = "{root}"
+[[cases]]
+model = "lenet"
+init = "trained smoothing:0.1"
+label_family = "smoothing"
+checkpoint = "{smoothing}"
+[[cases]]
+model = "lenet"
+init = "trained mixup:1"
+label_family = "mixup"
+checkpoint = "{mixup}"
+"""
+
+
+def test_a_config_attacks_trained_checkpoints(tmp_path, fashion_root, capsys):
+    """Trained models are attacked through a config naming their checkpoints (what
+    table2-trained.toml does for the models of scripts/train-benchmark-models.sh)."""
+    paths = {}
+    for family, augment in (("smoothing", "smoothing:0.1"), ("mixup", "mixup:1")):
+        paths[family] = tmp_path / f"{augment.replace(':', '-')}.safetensors"
+        assert _train(fashion_root, paths[family], "--augment", augment) == 0
+    config = tmp_path / "trained.toml"
+    config.write_text(TRAINED_CONFIG.format(root=fashion_root, **paths))
     run = tmp_path / "run"
-    argv = ["bench", "labels", "--trained", *checkpoints, "--trained-only", "--samples", "6",
-            "--paper-samples", "2", "--data-root", str(fashion_root),
-            "--out", str(run)]  # fmt: skip
-    assert main(argv) == 0
+    assert main(["run", str(config), "--workers", "1", "--out", str(run)]) == 0
     records = [json.loads(line) for line in (run / "records.jsonl").read_text().splitlines()]
     cases = {record["case"] for record in records}
     assert cases == {
-        "lenet (trained smoothing:0.1, fashion-mnist) C=10 smoothing",
-        "lenet (trained mixup:1, fashion-mnist) C=10 mixup",
+        "lenet (trained smoothing:0.1) fashion-mnist C=10 smoothing",
+        "lenet (trained mixup:1) fashion-mnist C=10 mixup",
     }
-    fast = [record for record in records if record["method"] == "ours-fast"]
+    fast = [record for record in records if record["method"] == "fast-search"]
     assert len(fast) == 12
+    assert sum(record["method"] == "paper-search" for record in records) == 4
     assert all(record["converged"] and record["correct"] for record in fast)
     assert "trained smoothing:0.1" in (run / "table.md").read_text()
-
-
-def test_bench_trained_only_needs_checkpoints(tmp_path, capsys):
-    assert main(["bench", "labels", "--trained-only", "--out", str(tmp_path / "r")]) == 2
-    assert "--trained" in capsys.readouterr().err

@@ -205,7 +205,8 @@ def test_bias_classifier_uses_the_closed_form(image) -> None:
     observation, secret = simulate_client_step(model, image, label)
     assert observation.bias is not None and observation.bias_grad is not None
     estimate = recover_label(observation)
-    assert estimate.method == "bias-closed-form"
+    assert estimate.method == "fast-search"
+    assert estimate.diagnostics["solution"] == "bias-closed-form"
     assert estimate.converged, estimate.reason
     assert estimate.family == "mixup"
     assert float((estimate.soft_label - secret.soft_label[0].double()).abs().sum()) < 1e-3

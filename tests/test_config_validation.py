@@ -3,6 +3,7 @@ validated when the config loads, before a run folder exists (issue item 11)."""
 
 import math
 import tomllib
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -12,20 +13,21 @@ import torch
 import gradleak
 from dataset_fixtures import image_folder
 from gradleak.data import ImageSet
-from gradleak.experiments.config import load_config, resolve
-from gradleak.experiments.label_cases import draw_trial
+from gradleak.experiments.config import CONFIG_FOLDER, load_config, resolve
 from gradleak.experiments.suites import CASE_TYPES, resources
 from gradleak.experiments.suites.base import TrialTask
 from gradleak.experiments.suites.labels import LabelTrials, run_trial
+from gradleak.families import draw_trial
+from gradleak.training import TrainingFacts
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = CONFIG_FOLDER
 
 LABELS = {
     "model": "lenet",
     "init": "uniform",
     "dataset": "embedded-cifar10",
     "num_classes": 10,
-    "family": "smoothing",
+    "label_family": "smoothing",
     "samples": 1,
 }
 RECONSTRUCTION = LABELS | {"variants": ["ours"]}
@@ -35,7 +37,7 @@ TRAINED = {
     "init": "trained smoothing:0.1",
     "dataset": "fashion-mnist",
     "num_classes": 10,
-    "family": "smoothing",
+    "label_family": "smoothing",
     "samples": 1,
 }
 
@@ -44,8 +46,21 @@ TRAINED = {
 def checkpoints(tmp_path_factory) -> dict[str, str]:
     """Tiny LeNet checkpoints: a good Fashion-MNIST one, one with 5 classes, a fake file."""
     folder = tmp_path_factory.mktemp("checkpoints")
-    training = {"dataset": "fashion-mnist", "augmentation": "smoothing:0.1"}
-    training["label_family"] = "smoothing"
+    training = asdict(
+        TrainingFacts(
+            dataset="fashion-mnist",
+            augmentation="smoothing:0.1",
+            label_family="smoothing",
+            test_accuracy=0.1,
+            epochs=1,
+            batch_size=8,
+            learning_rate=1e-3,
+            optimizer="adamw",
+            weight_decay=0.0,
+            crop_flip=False,
+            seed=0,
+        )
+    )
     paths = {}
     for key, classes in (("good", 10), ("five", 5)):
         model = gradleak.models.build(
@@ -67,8 +82,8 @@ def _raw(suite: str, case: dict) -> dict:
 
 #: (suite, base case, changes, text the error must contain: the key and what is allowed)
 BAD = [
-    ("labels", LABELS, {"family": "onehot"}, "family = 'onehot'"),
-    ("labels", LABELS, {"family": "auto"}, "family = 'auto'"),
+    ("labels", LABELS, {"label_family": "onehot"}, "label_family = 'onehot'"),
+    ("labels", LABELS, {"label_family": "auto"}, "label_family = 'auto'"),
     ("labels", LABELS, {"attack_family": "onehot"}, "attack_family = 'onehot'"),
     ("labels", LABELS, {"model": "resnet1"}, "model = 'resnet1'"),
     ("labels", LABELS, {"dataset": "cifar-10"}, "dataset = 'cifar-10'"),
@@ -80,13 +95,25 @@ BAD = [
     ("labels", LABELS, {"dataset": "image-folder", "num_classes": 1}, "num_classes = 1"),
     ("labels", LABELS, {"methods": ["idlg"]}, "methods"),
     ("labels", LABELS, {"methods": ["llg"], "attack_family": "mixup"}, "'llg'"),
-    ("labels", LABELS, {"methods": ["ours-fast", "gradinversion"]}, "'gradinversion'"),
+    ("labels", LABELS, {"methods": ["fast-search", "gradinversion"]}, "'gradinversion'"),
     ("labels", LABELS, {"methods": []}, "methods"),
     ("labels", LABELS, {"methods": ["magic"]}, "methods"),
-    ("labels", LABELS, {"defense": "gauss", "defense_scale": 0.1}, "defense = 'gauss'"),
-    ("labels", LABELS, {"defense": "gaussian-noise", "defense_scale": -1.0}, "defense_scale"),
-    ("labels", LABELS, {"defense": "laplace-noise", "defense_scale": math.inf}, "defense_scale"),
-    ("labels", LABELS, {"defense_scale": 0.1}, "defense_scale = 0.1"),
+    ("labels", LABELS, {"defense": "gauss", "defense_params": {"noise_scale": 0.1}}, "'gauss'"),
+    (
+        "labels",
+        LABELS,
+        {"defense": "gaussian-noise", "defense_params": {"noise_scale": -1.0}},
+        "noise_scale",
+    ),
+    (
+        "labels",
+        LABELS,
+        {"defense": "laplace-noise", "defense_params": {"noise_scale": math.inf}},
+        "noise_scale",
+    ),
+    ("labels", LABELS, {"defense": "laplace-noise", "defense_params": {"sigma": 1.0}}, "sigma"),
+    ("labels", LABELS, {"defense_params": {"noise_scale": 0.1}}, "needs a defense"),
+    ("labels", LABELS, {"samples_per_method": {"idlg": 3}}, "samples_per_method.idlg"),
     ("labels", LABELS, {"samples": 0}, "samples"),
     ("labels", LABELS, {"image_size": 4}, "image_size = 4"),
     ("labels", LABELS, {"data_root": "/no/such/folder"}, "data_root = '/no/such/folder'"),
@@ -103,11 +130,11 @@ BAD = [
     ("labels", TRAINED, {"checkpoint": "@good", "init": "uniform"}, "init = 'uniform'"),
     ("labels", TRAINED, {"checkpoint": "@good", "image_size": 32}, "image_size = 32"),
     ("reconstruction", RECONSTRUCTION, {"variants": ["ourz"]}, "variants"),
-    ("reconstruction", RECONSTRUCTION, {"family": "onehot"}, "family = 'onehot'"),
+    ("reconstruction", RECONSTRUCTION, {"label_family": "onehot"}, "label_family = 'onehot'"),
     ("reconstruction", RECONSTRUCTION, {"num_classes": 5}, "num_classes = 5"),
     ("reconstruction", RECONSTRUCTION, {"tv_weight": -1.0}, "tv_weight"),
     ("reconstruction", RECONSTRUCTION, {"model": "resnet1"}, "model = 'resnet1'"),
-    ("landscape", LANDSCAPE, {"family": "auto"}, "family = 'auto'"),
+    ("landscape", LANDSCAPE, {"label_family": "auto"}, "label_family = 'auto'"),
     ("landscape", LANDSCAPE, {"num_classes": 5}, "num_classes = 5"),
     ("landscape", LANDSCAPE, {"grid_points": 5}, "grid_points"),
     ("landscape", LANDSCAPE | {"init": "trained"}, {"checkpoint": "@missing"}, "gradleak train"),
@@ -127,7 +154,7 @@ def test_bad_config_is_refused_at_load_naming_the_key(checkpoints, suite, base, 
 
 def test_good_trained_checkpoint_and_nonnegative_with_any_family_load(checkpoints):
     trained = TRAINED | {"checkpoint": checkpoints["good"]}
-    smoothing = LABELS | {"methods": ["ours-fast", "nonnegative"]}
+    smoothing = LABELS | {"methods": ["fast-search", "nonnegative"]}
     config = resolve(
         {"name": "good", "suite": "labels", "cases": [trained, smoothing]},
         case_types=CASE_TYPES,
@@ -139,9 +166,9 @@ def test_error_names_the_config_file_case_and_allowed_values(tmp_path):
     path = tmp_path / "typo.toml"
     path.write_text(
         'name = "typo"\nsuite = "labels"\n[[cases]]\nmodel = "lenet"\n'
-        'dataset = "embedded-cifar10"\nnum_classes = 10\nfamily = "smoothing"\n'
+        'dataset = "embedded-cifar10"\nnum_classes = 10\nlabel_family = "smoothing"\n'
         '[[cases]]\nmodel = "lenet"\ndataset = "embedded-cifar10"\nnum_classes = 10\n'
-        'family = "onehot"\n'
+        'label_family = "onehot"\n'
     )
     with pytest.raises(ValueError) as caught:
         load_config(path, case_types=CASE_TYPES)
@@ -186,22 +213,22 @@ def _case(**changes) -> LabelTrials:
 
 def test_draw_trial_refuses_an_unknown_family():
     with pytest.raises(ValueError, match="onehot"):
-        draw_trial(_case(family="onehot"), _images([0, 1, 2]), np.random.default_rng(0))
+        draw_trial("onehot", _images([0, 1, 2]), 10, np.random.default_rng(0))
 
 
 def test_draw_trial_refuses_labels_beyond_num_classes_instead_of_wrapping():
     with pytest.raises(ValueError, match=r"label 7.*num_classes = 5"):
-        draw_trial(_case(num_classes=5), _images([0, 7, 2]), np.random.default_rng(0))
+        draw_trial("smoothing", _images([0, 7, 2]), 5, np.random.default_rng(0))
 
 
 def test_draw_trial_mixup_needs_two_classes_present():
     with pytest.raises(ValueError, match="mixup"):
-        draw_trial(_case(family="mixup"), _images([3, 3, 3]), np.random.default_rng(0))
+        draw_trial("mixup", _images([3, 3, 3]), 10, np.random.default_rng(0))
 
 
 def test_draw_trial_keeps_its_draws_for_valid_cases():
     images = _images([0, 1, 2, 3])
-    inputs, label = draw_trial(_case(family="mixup"), images, np.random.default_rng(0))
+    inputs, label = draw_trial("mixup", images, 10, np.random.default_rng(0))
     assert inputs.shape[-2:] == (8, 8)
     assert torch.count_nonzero(torch.as_tensor(label.probabilities)) == 2
 
@@ -216,6 +243,6 @@ def test_image_folder_class_count_is_checked_at_first_load(tmp_path):
 
 
 def test_nonnegative_runs_beside_a_soft_label_family():
-    case = _case(methods=("ours-fast", "nonnegative"))
+    case = _case(methods=("fast-search", "nonnegative"))
     records = run_trial(TrialTask("labels", case, 0, seed=1, model_seed=2))
-    assert [record["method"] for record in records] == ["ours-fast", "nonnegative"]
+    assert [record["method"] for record in records] == ["fast-search", "nonnegative"]

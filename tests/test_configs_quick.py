@@ -1,16 +1,17 @@
 """Every shipped config's --quick twin runs end to end and reports (what CI runs)."""
 
 import json
+import os
 import tomllib
 from pathlib import Path
 
 import pytest
 
 from gradleak.cli.main import main
-from gradleak.experiments.config import load_config
+from gradleak.experiments.config import CONFIG_FOLDER, load_config
 from gradleak.experiments.suites import CASE_TYPES
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = CONFIG_FOLDER
 #: Datasets that only exist where a user keeps them (never downloaded).
 LOCAL_ONLY = {"cifar10", "cifar100", "image-folder"}
 
@@ -43,3 +44,42 @@ def test_quick_twin_runs_and_reports(tmp_path, monkeypatch, capsys, name):
     assert (out / "table.md").read_text().count("\n") >= 3
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["complete"] and manifest["config"]["quick"]
+    _compare_with_golden(name, _golden_summary(records))
+
+
+#: Committed outcome counts of every quick twin: a change that alters what the attacks
+#: recover (or refuse) on these seeds shows here. Regenerate on purpose with
+#: GRADLEAK_UPDATE_GOLDEN=1 pytest tests/test_configs_quick.py, and say why in the commit.
+GOLDEN = Path(__file__).parent / "golden" / "quick-suites.json"
+
+
+def _golden_summary(records: list[dict]) -> dict[str, dict[str, int]]:
+    """Counts per (case, method or variant): trials, answers right, false accepts, refusals
+    (label suites), not converged and exact 8-bit images (reconstruction)."""
+    summary: dict[str, dict[str, int]] = {}
+    for record in records:
+        who = record.get("method") or record.get("variant") or "-"
+        row = summary.setdefault(f"{record['case']} | {who}", {"N": 0})
+        row["N"] += 1
+        if "correct" in record:
+            key = (
+                "false accepts"
+                if record["converged"] and not record["correct"]
+                else ("recovered" if record["converged"] else "refused")
+            )
+            row[key] = row.get(key, 0) + 1
+        if "psnr_8bit" in record:
+            row["not converged"] = row.get("not converged", 0) + (not record["converged"])
+            exact = record["psnr_8bit"] is None or record["psnr_8bit"] == float("inf")
+            row["exact 8-bit"] = row.get("exact 8-bit", 0) + exact
+    return dict(sorted(summary.items()))
+
+
+def _compare_with_golden(name: str, summary: dict) -> None:
+    golden = json.loads(GOLDEN.read_text()) if GOLDEN.exists() else {}
+    if os.environ.get("GRADLEAK_UPDATE_GOLDEN"):
+        golden[name] = summary
+        GOLDEN.write_text(json.dumps(dict(sorted(golden.items())), indent=1) + "\n")
+        return
+    assert name in golden, f"no golden numbers for {name}: run with GRADLEAK_UPDATE_GOLDEN=1"
+    assert summary == golden[name]

@@ -31,7 +31,7 @@ def test_names_lists_every_source():
 
 
 def test_unknown_name_lists_the_known_ones():
-    with pytest.raises(ValueError, match=r"unknown dataset name 'mnist'.*fashion-mnist"):
+    with pytest.raises(ValueError, match=r"dataset 'mnist' is unknown.*fashion-mnist"):
         load("mnist")
 
 

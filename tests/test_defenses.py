@@ -10,7 +10,7 @@ import torch
 import gradleak
 from gradleak import GradientObservation, labels, models, simulate_client_step
 from gradleak.data import load_embedded
-from gradleak.defenses import DEFENSES, GaussianNoise, LaplaceNoise, apply, build_defense
+from gradleak.defenses import DEFENSES, GaussianNoise, LaplaceNoise, apply
 from gradleak.recovery import NotSingleInputError
 
 NOISES = ("gaussian-noise", "laplace-noise")
@@ -42,13 +42,15 @@ def _flat(gradient: torch.Tensor) -> GradientObservation:
 
 def test_registry_holds_both_noises() -> None:
     assert set(NOISES) <= set(DEFENSES)
-    assert isinstance(build_defense("gaussian-noise", scale=0.1), GaussianNoise)
-    assert isinstance(build_defense("laplace-noise", scale=0.1, relative=True), LaplaceNoise)
+    assert isinstance(DEFENSES.build("gaussian-noise", noise_scale=0.1), GaussianNoise)
+    assert isinstance(DEFENSES.build("laplace-noise", noise_scale=0.1, relative=True), LaplaceNoise)
     assert GaussianNoise.key == "gaussian-noise" and LaplaceNoise.key == "laplace-noise"
 
 
 def test_unknown_defense_lists_the_known_ones(step) -> None:
-    with pytest.raises(ValueError, match=r"defense='dropout'.*gaussian-noise.*laplace-noise"):
+    with pytest.raises(
+        ValueError, match=r"defense 'dropout' is unknown.*gaussian-noise.*laplace-noise"
+    ):
         apply(step[0], "dropout", seed=0)
 
 
@@ -56,33 +58,33 @@ def test_unknown_defense_lists_the_known_ones(step) -> None:
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"scale": -0.1}, "scale must be finite and >= 0"),
-        ({"scale": float("nan")}, "scale must be finite and >= 0"),
-        ({"scale": float("inf")}, "scale must be finite and >= 0"),
-        ({"scale": "0.1"}, "scale must be a real number >= 0"),
-        ({"scale": True}, "scale must be a real number >= 0"),
-        ({"scale": 0.1, "relative": "yes"}, "relative must be True or False"),
+        ({"noise_scale": -0.1}, "noise_scale must be finite and >= 0"),
+        ({"noise_scale": float("nan")}, "noise_scale must be finite and >= 0"),
+        ({"noise_scale": float("inf")}, "noise_scale must be finite and >= 0"),
+        ({"noise_scale": "0.1"}, "noise_scale must be a real number >= 0"),
+        ({"noise_scale": True}, "noise_scale must be a real number >= 0"),
+        ({"noise_scale": 0.1, "relative": "yes"}, "relative must be True or False"),
     ],
 )
 def test_bad_parameters_name_the_argument(name: str, params: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        build_defense(name, **params)
+        DEFENSES.build(name, **params)
 
 
 @pytest.mark.parametrize("seed", [-1, 1.5, True, 2**63])
 def test_bad_seed_names_the_range(step, seed) -> None:
     with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 2\*\*63\)"):
-        apply(step[0], "gaussian-noise", seed=seed, scale=0.1)
+        apply(step[0], "gaussian-noise", seed=seed, noise_scale=0.1)
 
 
 def test_built_defense_takes_no_params(step) -> None:
-    defense = GaussianNoise(scale=0.1)
+    defense = GaussianNoise(noise_scale=0.1)
     assert torch.equal(
         apply(step[0], defense, seed=3).weight_grad,
-        apply(step[0], "gaussian-noise", seed=3, scale=0.1).weight_grad,
+        apply(step[0], "gaussian-noise", seed=3, noise_scale=0.1).weight_grad,
     )
     with pytest.raises(ValueError, match="params"):
-        apply(step[0], defense, seed=3, scale=0.2)
+        apply(step[0], defense, seed=3, noise_scale=0.2)
 
 
 # --- the transformed observation ------------------------------------------------------------
@@ -92,7 +94,7 @@ def test_built_defense_takes_no_params(step) -> None:
 def test_shapes_kept_and_original_untouched(step, name: str) -> None:
     observation = step[0]
     before = {key: value.clone() for key, value in observation.gradients.items()}
-    noisy = apply(observation, name, seed=0, scale=0.01, relative=True)
+    noisy = apply(observation, name, seed=0, noise_scale=0.01, relative=True)
     assert noisy is not observation
     assert list(noisy.gradients) == list(observation.gradients)
     assert noisy.classifier == observation.classifier
@@ -107,9 +109,9 @@ def test_shapes_kept_and_original_untouched(step, name: str) -> None:
 
 @pytest.mark.parametrize("name", NOISES)
 def test_same_seed_same_noise(step, name: str) -> None:
-    first = apply(step[0], name, seed=7, scale=0.5)
-    again = apply(step[0], name, seed=7, scale=0.5)
-    other = apply(step[0], name, seed=8, scale=0.5)
+    first = apply(step[0], name, seed=7, noise_scale=0.5)
+    again = apply(step[0], name, seed=7, noise_scale=0.5)
+    other = apply(step[0], name, seed=8, noise_scale=0.5)
     for key in first.gradients:
         assert torch.equal(first.gradients[key], again.gradients[key]), key
     assert not torch.equal(first.weight_grad, other.weight_grad)
@@ -119,7 +121,7 @@ def test_same_seed_same_noise(step, name: str) -> None:
 @pytest.mark.parametrize("relative", [False, True])
 def test_scale_zero_is_the_identity(step, name: str, relative: bool) -> None:
     observation = step[0]
-    same = apply(observation, name, seed=0, scale=0.0, relative=relative)
+    same = apply(observation, name, seed=0, noise_scale=0.0, relative=relative)
     for key, gradient in observation.gradients.items():
         assert torch.equal(same.gradients[key], gradient), key
 
@@ -130,7 +132,7 @@ def test_empirical_std_matches_the_scale(name: str, relative: bool) -> None:
     # RMS 2 on a 1000 x 1000 tensor: relative sigma doubles the absolute one.
     gradient = torch.full((1000, 1000), 2.0, dtype=torch.float64)
     scale = 0.3
-    noise = apply(_flat(gradient), name, seed=1, scale=scale, relative=relative).weight_grad
+    noise = apply(_flat(gradient), name, seed=1, noise_scale=scale, relative=relative).weight_grad
     noise = noise - gradient
     expected = scale * (2.0 if relative else 1.0) * STD_PER_SCALE[name]
     # 1e6 draws: the sample std's standard error is under 0.1% (Laplace tails included); allow 1%.
@@ -143,7 +145,7 @@ def test_empirical_std_matches_the_scale(name: str, relative: bool) -> None:
 
 def test_float32_gradients_stay_float32() -> None:
     gradient = torch.ones(50, 20, dtype=torch.float32)
-    noisy = apply(_flat(gradient), "laplace-noise", seed=0, scale=1e-3).weight_grad
+    noisy = apply(_flat(gradient), "laplace-noise", seed=0, noise_scale=1e-3).weight_grad
     assert noisy.dtype == torch.float32
     assert 0 < float((noisy - gradient).abs().max()) < 0.1
 
@@ -154,7 +156,7 @@ def test_float32_gradients_stay_float32() -> None:
 @pytest.mark.parametrize("name", NOISES)
 def test_recovery_survives_tiny_noise(step, name: str) -> None:
     observation, secret = step
-    noisy = apply(observation, name, seed=0, scale=1e-7, relative=True)
+    noisy = apply(observation, name, seed=0, noise_scale=1e-7, relative=True)
     estimate = gradleak.recover_label(noisy)
     assert estimate.converged, estimate.reason
     assert estimate.family == "smoothing"
@@ -163,7 +165,7 @@ def test_recovery_survives_tiny_noise(step, name: str) -> None:
 
 @pytest.mark.parametrize("name", NOISES)
 def test_recovery_refuses_under_heavy_noise(step, name: str) -> None:
-    noisy = apply(step[0], name, seed=0, scale=1e-1, relative=True)
+    noisy = apply(step[0], name, seed=0, noise_scale=1e-1, relative=True)
     # Noise at 10% of the gradient's RMS makes dL/dW visibly not rank one: the attack stops
     # before searching, with an exception (not a guess) ...
     with pytest.raises(NotSingleInputError, match="not rank one"):

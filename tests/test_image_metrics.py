@@ -13,7 +13,16 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from gradleak.metrics import MetricUnavailable, lpips, mse, psnr, ssim, to_unit_range
+from gradleak.metrics import (
+    ImageScores,
+    MetricUnavailable,
+    lpips,
+    mse,
+    psnr,
+    score_images,
+    ssim,
+    to_unit_range,
+)
 from gradleak.metrics import images as image_metrics
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -138,3 +147,20 @@ def test_lpips_when_available() -> None:
         pytest.skip(str(reason))
     assert same == pytest.approx(0.0, abs=1e-6)
     assert lpips(image, 1 - image) > same
+
+
+def test_score_images_denormalises_with_the_datasets_statistics() -> None:
+    """A normalised image scored against itself is exact; one 8-bit level of error on every
+    pixel gives MSE (1/255)^2 both in float and after rounding to 8 bits."""
+    generator = torch.Generator().manual_seed(3)
+    unit = (torch.randint(10, 240, (3, 8, 8), generator=generator) / 255).double()
+    mean_t, std_t = torch.tensor(MEAN).view(3, 1, 1), torch.tensor(STD).view(3, 1, 1)
+    truth = (unit - mean_t) / std_t
+    exact = score_images(truth, truth, mean=MEAN, std=STD)
+    assert exact == ImageScores(psnr=math.inf, psnr_8bit=math.inf, ssim=pytest.approx(1.0), mse=0)
+    shifted = (unit + 1 / 255 - mean_t) / std_t
+    scores = score_images(shifted, truth, mean=MEAN, std=STD)
+    assert scores.mse == pytest.approx((1 / 255) ** 2, rel=1e-6)
+    assert scores.psnr == pytest.approx(20 * math.log10(255), rel=1e-6)
+    assert scores.psnr_8bit == pytest.approx(20 * math.log10(255), rel=1e-6)
+    assert scores.ssim < 1

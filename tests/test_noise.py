@@ -7,9 +7,10 @@ import torch
 import gradleak
 from gradleak import defenses
 from gradleak.data import load_embedded
-from gradleak.recovery.families import FAMILIES, implied_labels, label_residual
+from gradleak.families import FAMILIES
 from gradleak.recovery.last_layer import prepare
 from gradleak.recovery.noise import EXACT, NOISE_FACTOR, noise_floor, threshold_at
+from gradleak.recovery.residual import implied_labels, label_residual
 
 
 def _true_scale(observation, secret) -> tuple:
@@ -104,7 +105,7 @@ def test_acceptance_follows_the_measured_noise_of_a_defended_gradient():
         clean, secret = gradleak.simulate_client_step(
             network, images.normalise(images.images[index]), label
         )
-        noisy = defenses.apply(clean, "laplace-noise", seed=index, scale=1e-4, relative=True)
+        noisy = defenses.apply(clean, "laplace-noise", seed=index, noise_scale=1e-4, relative=True)
         estimate = gradleak.recover_label(noisy, family="smoothing")
         error = float((estimate.soft_label - secret.soft_label[0].double()).abs().sum())
         assert not estimate.converged or error < 1e-2, "a noisy gradient must not mislead"

@@ -4,7 +4,7 @@ import pytest
 
 import gradleak
 from gradleak.data import load_embedded
-from gradleak.recovery import build_method
+from gradleak.recovery import METHODS
 
 
 @pytest.mark.parametrize("family", ["smoothing", "mixup", "hard"])
@@ -28,4 +28,4 @@ def test_non_negativity_alone_does_not_identify_the_label(family):
 @pytest.mark.parametrize(("field", "value"), [("grid_points", 2), ("agree_l1", 0.0)])
 def test_nonnegative_settings_are_validated(field, value):
     with pytest.raises(ValueError, match=field):
-        build_method("nonnegative", **{field: value})
+        METHODS.build("nonnegative", **{field: value})

@@ -20,6 +20,7 @@ from gradleak.data import load_embedded
 from gradleak.metrics import psnr, ssim, to_unit_range
 from gradleak.reconstruction import (
     ATTACKS,
+    LayerFit,
     NotLinearReluChain,
     Reconstruction,
     build_attack,
@@ -107,25 +108,25 @@ def test_tiny_fcn_inversion_is_exact(seed: int, bias: bool) -> None:
     assert _relative_error(result.inputs, secret.inputs) < 1e-10
     assert result.iterations == len(TINY_WIDTHS) == len(result.history)
     assert result.objective == result.history[-1] < 1e-10
-    diagnostics = result.diagnostics
-    assert diagnostics["layers"] == (
+    fits = result.diagnostics["layer_fits"]
+    assert all(isinstance(fit, LayerFit) for fit in fits)
+    assert [fit.layer for fit in fits] == [
         "classifier",
         "hidden_layers.2",
         "hidden_layers.1",
         "hidden_layers.0",
-    )
-    assert all(
-        0 < active <= width
-        for active, width in zip(diagnostics["active_units"], diagnostics["widths"], strict=True)
-    )
-    assert diagnostics["forward_mismatch"][0] is None
-    assert all(value < 1e-10 for value in diagnostics["forward_mismatch"][1:])
-    assert all(value < 1e-12 for value in diagnostics["excluded"])
+    ]
+    assert [fit.width for fit in fits] == [C, *TINY_WIDTHS[-1:0:-1]]
+    assert all(0 < fit.active_units <= fit.width for fit in fits)
+    assert tuple(fit.residual for fit in fits) == result.history
+    assert fits[0].forward_mismatch is None
+    assert all(fit.forward_mismatch < 1e-10 for fit in fits[1:])
+    assert all(fit.excluded < 1e-12 for fit in fits)
     if bias:
         # The back-propagated delta agrees with the observed bias gradient dL/db_k.
-        assert all(value < 1e-10 for value in diagnostics["bias_disagreement"])
+        assert all(fit.bias_disagreement < 1e-10 for fit in fits)
     else:
-        assert diagnostics["bias_disagreement"] == (None,) * len(TINY_WIDTHS)
+        assert all(fit.bias_disagreement is None for fit in fits)
 
 
 @pytest.mark.parametrize("family", ["smoothing", "mixup"])
@@ -261,7 +262,9 @@ def test_layer_without_active_unit_is_refused() -> None:
     )
     assert not result.converged
     assert "layer 'hidden_layers.1' has no active unit" in result.reason
-    assert result.diagnostics["active_units"][-1] == 0
+    dead = result.diagnostics["layer_fits"][-1]
+    assert (dead.layer, dead.active_units, dead.residual) == ("hidden_layers.1", 0, None)
+    assert result.iterations == len(result.history) == 2
     assert not result.inputs.any()
 
 

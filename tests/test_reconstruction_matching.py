@@ -5,12 +5,8 @@ import torch
 
 import gradleak
 from gradleak.experiments.oracles import oracle_hard_label, oracle_soft_label
-from gradleak.experiments.reconstruction_variants import (
-    CNN_VARIANTS,
-    MatchingBudget,
-    run_variant,
-)
-from gradleak.reconstruction import ATTACKS, MatchingSettings
+from gradleak.experiments.variants import CNN_VARIANTS, run_variant
+from gradleak.reconstruction import ATTACKS, InvertingGradients, MatchingSettings
 from gradleak.reconstruction.matching import build_problem, gradient_distance, total_variation
 
 MEAN, STD = (0.5,), (0.25,)
@@ -122,7 +118,9 @@ def test_feature_term_adds_the_relative_feature_gap(client):
         ({"attack": "dlg", "restarts": 0}, "restarts"),
         ({"attack": "inverting-gradients", "image_mean": (0.5,)}, "image_std"),
         ({"attack": "inverting-gradients", "tv_weight": -1.0}, "tv_weight"),
-        ({"attack": "nonsense"}, "known attacks"),
+        ({"attack": "inverting-gradients", "tv": 1e-2}, r"unknown parameters \['tv'\].*tv_weight"),
+        ({"attack": "dlg", "optimiser": "adam"}, "accepts settings, image_mean.*optimizer"),
+        ({"attack": "nonsense"}, "choose one of analytic-fc, dlg, inverting-gradients"),
     ],
 )
 def test_bad_arguments_are_named(client, kwargs, message):
@@ -153,21 +151,52 @@ def test_oracles_are_the_truth_and_its_hard_version(client):
 
 def test_every_cnn_variant_runs_on_the_same_gradient(client):
     model, observation, secret, estimate = client
-    budget = MatchingBudget(iterations=3, restarts=1, dlg_iterations=2, image_mean=MEAN,
-                            image_std=STD)  # fmt: skip
+    settings = MatchingSettings(iterations=3, restarts=1)
+    budget = {"settings": settings, "dlg_iterations": 2, "image_mean": MEAN, "image_std": STD}
     for name in CNN_VARIANTS:
-        result = run_variant(name, observation, model, estimate, secret, budget)
+        result = run_variant(name, observation, model, estimate=estimate, secret=secret, **budget)
         assert result.inputs.shape == (1, 1, 8, 8), name
-        assert result.iterations >= 1, name
-    with pytest.raises(ValueError, match="unknown"):
-        run_variant("magic", observation, model, estimate, secret, budget)
+        assert result.iterations == (2 if name == "dlg" else 3), name
+    with pytest.raises(ValueError, match="variant 'magic' is unknown"):
+        run_variant("magic", observation, model, estimate=estimate, secret=secret, **budget)
 
 
 def test_settings_validate_their_fields():
     with pytest.raises(ValueError, match="distance"):
-        MatchingSettings(distance="l1", optimiser="adam", iterations=1)
-    with pytest.raises(ValueError, match="optimiser"):
-        MatchingSettings(distance="cosine", optimiser="sgd", iterations=1)
+        MatchingSettings(distance="l1", optimizer="adam", iterations=1)
+    with pytest.raises(ValueError, match="optimizer"):
+        MatchingSettings(distance="cosine", optimizer="sgd", iterations=1)
+    with pytest.raises(ValueError, match="learning_rate"):
+        MatchingSettings(learning_rate=0.0)
+    with pytest.raises(ValueError, match="feature_weight"):
+        MatchingSettings(feature_weight=float("nan"))
+
+
+def test_settings_object_and_keyword_overrides_build_the_same_attack(client):
+    model, observation, _, estimate = client
+    settings = MatchingSettings(iterations=4, restarts=2, tv_weight=1e-3, seed=5)
+    built = InvertingGradients(settings=settings, image_mean=MEAN, image_std=STD)
+    assert built.settings == settings
+    overridden = InvertingGradients(settings=settings, iterations=2)
+    assert overridden.settings == MatchingSettings(iterations=2, restarts=2, tv_weight=1e-3, seed=5)
+    by_settings = built.run(observation, model, labels=estimate)
+    by_keywords = gradleak.reconstruct(
+        observation, model, "inverting-gradients", labels=estimate, iterations=4, restarts=2,
+        tv_weight=1e-3, seed=5, image_mean=MEAN, image_std=STD,
+    )  # fmt: skip
+    torch.testing.assert_close(by_settings.inputs, by_keywords.inputs, rtol=0, atol=0)
+    assert by_settings.history == by_keywords.history
+
+
+def test_attack_defaults_are_the_papers():
+    assert ATTACKS["inverting-gradients"].defaults == MatchingSettings(
+        distance="cosine", optimizer="adam", iterations=4800, restarts=10, learning_rate=0.1,
+        tv_weight=1e-2,
+    )  # fmt: skip
+    assert ATTACKS["dlg"].defaults == MatchingSettings(
+        distance="euclidean", optimizer="lbfgs", iterations=300, restarts=1, learning_rate=1.0,
+        tv_weight=0.0,
+    )  # fmt: skip
 
 
 def test_cosine_distance_is_zero_for_parallel_gradients():

@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from gradleak import recover_from_last_layer
-from gradleak.recovery.families import implied_labels
 from gradleak.recovery.identifiability import identifiability
 from gradleak.recovery.last_layer import prepare
+from gradleak.recovery.residual import implied_labels
 from lastlayer_problems import (
     FEATURE_SIGNS,
     l1,

@@ -6,12 +6,12 @@ from pathlib import Path
 import pytest
 
 from gradleak.cli.main import main
-from gradleak.experiments.config import load_config
+from gradleak.experiments.config import CONFIG_FOLDER, load_config
 from gradleak.experiments.runner import plan, run_experiment
 from gradleak.experiments.seeds import trial_seed
 from gradleak.experiments.suites import CASE_TYPES
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = CONFIG_FOLDER
 
 SMALL = """
 name = "small"
@@ -24,17 +24,17 @@ init = "uniform"
 dataset = "embedded-cifar10"
 num_classes = 10
 samples = 3
-methods = ["ours-fast"]
+methods = ["fast-search"]
 
 [quick]
 samples = 2
 
 [[cases]]
-family = "smoothing"
+label_family = "smoothing"
 
 [[cases]]
-family = "hard"
-methods = ["ours-fast", "idlg"]
+label_family = "hard"
+methods = ["fast-search", "idlg"]
 """
 
 
@@ -59,13 +59,13 @@ def test_config_applies_defaults_quick_and_overrides(tmp_path):
     path = _write(tmp_path)
     config = load_config(path, case_types=CASE_TYPES)
     assert [case.samples for case in config.cases] == [3, 3]
-    assert config.cases[1].methods == ("ours-fast", "idlg")
+    assert config.cases[1].methods == ("fast-search", "idlg")
     quick = load_config(path, case_types=CASE_TYPES, quick=True, overrides=["seed=9"])
     assert [case.samples for case in quick.cases] == [2, 2] and quick.seed == 9
     changed = load_config(
-        path, case_types=CASE_TYPES, overrides=['defaults.methods=["ours-paper"]']
+        path, case_types=CASE_TYPES, overrides=['defaults.methods=["paper-search"]']
     )
-    assert changed.cases[0].methods == ("ours-paper",)
+    assert changed.cases[0].methods == ("paper-search",)
 
 
 @pytest.mark.parametrize(
@@ -76,11 +76,14 @@ def test_config_applies_defaults_quick_and_overrides(tmp_path):
         (("samples = 3", "samples = 3\nsampels = 2"), "sampels"),
         (("samples = 3", 'samples = "three"'), "samples"),
         (
-            ('family = "hard"\nmethods = ["ours-fast", "idlg"]', 'family = "smoothing"'),
+            (
+                'label_family = "hard"\nmethods = ["fast-search", "idlg"]',
+                'label_family = "smoothing"',
+            ),
             "share the name",
         ),
         (('name = "small"\n', ""), "missing required key 'name'"),
-        (('methods = ["ours-fast"]', 'methods = ["magic"]'), "magic"),
+        (('methods = ["fast-search"]', 'methods = ["magic"]'), "magic"),
     ],
 )
 def test_config_errors_name_the_key(tmp_path, change, message):
@@ -95,7 +98,7 @@ def test_bad_overrides_and_missing_files_are_errors(tmp_path):
         load_config(path, case_types=CASE_TYPES, overrides=["seed"])
     with pytest.raises(ValueError, match="unknown key"):
         load_config(path, case_types=CASE_TYPES, overrides=["colour=1"])
-    with pytest.raises(FileNotFoundError, match="configs/"):
+    with pytest.raises(FileNotFoundError, match=r"shipped: .*table1"):
         load_config(tmp_path / "none.toml", case_types=CASE_TYPES)
 
 
@@ -172,7 +175,7 @@ def test_cli_run_then_report(tmp_path, capsys):
     path = _write(tmp_path)
     out = tmp_path / "run"
     assert main(["run", str(path), "--quick", "--workers", "1", "--out", str(out)]) == 0
-    assert "ours-fast" in capsys.readouterr().out
+    assert "fast-search" in capsys.readouterr().out
     (out / "table.md").unlink()
     assert main(["report", str(out)]) == 0
     table = (out / "table.md").read_text()

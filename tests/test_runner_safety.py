@@ -11,7 +11,6 @@ import fcntl
 import io
 import json
 import logging
-import multiprocessing
 import os
 import shlex
 import shutil
@@ -96,19 +95,18 @@ def _probe_report(records, folder):
 
 
 PROBE = Suite("thread-probe", ProbeCase, _probe_trial, _probe_report, "test probe")
-if multiprocessing.parent_process() is not None:  # a spawned worker unpickling a ProbeCase
-    SUITES.setdefault(PROBE.name, PROBE)
+if PROBE.key not in SUITES:  # at import: spawned workers unpickling a ProbeCase import it too
+    SUITES.add(PROBE.key, PROBE)
 
 
 @pytest.fixture
 def probe(monkeypatch):
-    monkeypatch.setitem(SUITES, PROBE.name, PROBE)
-    monkeypatch.setitem(CASE_TYPES, PROBE.name, ProbeCase)
+    monkeypatch.setitem(CASE_TYPES, PROBE.key, ProbeCase)
 
 
 def _config(*cases: ProbeCase) -> ExperimentConfig:
     cases = cases or (ProbeCase("a"), ProbeCase("b"))
-    return ExperimentConfig(name="probe", suite=PROBE.name, seed=1, description="", cases=cases)
+    return ExperimentConfig(name="probe", suite=PROBE.key, seed=1, description="", cases=cases)
 
 
 def _stable(folder: Path) -> list[str]:
@@ -130,14 +128,14 @@ init = "uniform"
 dataset = "embedded-cifar10"
 num_classes = 10
 samples = 2
-methods = ["ours-fast"]
+methods = ["fast-search"]
 
 [[cases]]
-family = "smoothing"
+label_family = "smoothing"
 
 [[cases]]
-family = "hard"
-methods = ["ours-fast", "idlg"]
+label_family = "hard"
+methods = ["fast-search", "idlg"]
 """
 
 
@@ -341,7 +339,7 @@ def test_workers_exit_when_their_parent_is_killed(tmp_path):
         "from gradleak.experiments.suites.base import TrialTask\n"
         "from gradleak.experiments.suites import SUITES\n"
         "from test_runner_safety import PROBE, ProbeCase\n"
-        "SUITES[PROBE.name] = PROBE  # at import: spawned workers import this file too\n"
+        "assert PROBE.key in SUITES  # registered at import: spawned workers import it too\n"
         "if __name__ == '__main__':\n"
         f"    case = ProbeCase('sleepy', samples=4, sleep=120, pid_folder={str(pids)!r})\n"
         "    tasks = [TrialTask('thread-probe', case, t, t, t) for t in range(4)]\n"

@@ -33,7 +33,7 @@ def _quadrant_images(count: int, seed: int) -> ImageSet:
 
 @pytest.mark.parametrize(
     ("text", "kind", "value"),
-    [("none", "none", 0.0), ("smoothing:0.1", "smoothing", 0.1), ("mixup:0.4", "mixup", 0.4)],
+    [("hard", "hard", 0.0), ("smoothing:0.1", "smoothing", 0.1), ("mixup:0.4", "mixup", 0.4)],
 )
 def test_parse_augmentation_round_trips(text, kind, value):
     augmentation = parse_augmentation(text)
@@ -50,7 +50,7 @@ def test_parse_augmentation_round_trips(text, kind, value):
         ("smoothing:0", "0 < eps < 1"),
         ("mixup:-1", "alpha > 0"),
         ("mixup:abc", "not a number"),
-        ("none:0.3", "no parameter"),
+        ("hard:0.3", "no parameter"),
     ],
 )
 def test_parse_augmentation_rejects_bad_text(text, message):
@@ -59,7 +59,7 @@ def test_parse_augmentation_rejects_bad_text(text, message):
 
 
 def test_label_families_follow_augmentation():
-    assert Augmentation("none").label_family == "hard"
+    assert Augmentation("hard").label_family == "hard"
     assert Augmentation("smoothing", 0.2).label_family == "smoothing"
     assert Augmentation("mixup", 1.0).label_family == "mixup"
 
@@ -98,7 +98,7 @@ def test_soft_cross_entropy_matches_torch_label_smoothing():
     torch.testing.assert_close(soft_cross_entropy(logits, targets), expected)
 
 
-@pytest.mark.parametrize("augment", ["none", "smoothing:0.1", "mixup:1"])
+@pytest.mark.parametrize("augment", ["hard", "smoothing:0.1", "mixup:1"])
 def test_training_learns_a_separable_task(augment):
     train_set, test_set = _quadrant_images(256, 0), _quadrant_images(128, 1)
     model = gradleak.models.build("lenet", num_classes=4, in_channels=1, image_size=8, seed=0)
@@ -207,3 +207,28 @@ def test_lenet_reaches_85_percent_on_real_fashion_mnist():
     config = TrainingConfig(augmentation=Augmentation("smoothing", 0.1), epochs=8)
     result = train_model(model, train_set, test_set, config, progress=False)
     assert result.test_accuracy >= 0.85
+
+
+def test_training_facts_are_read_back_checked():
+    from gradleak.training import TrainingFacts
+
+    good = {
+        "dataset": "fashion-mnist",
+        "augmentation": "hard",
+        "label_family": "hard",
+        "test_accuracy": 0.9,
+        "epochs": 1,
+        "batch_size": 8,
+        "learning_rate": 1e-3,
+        "optimizer": "adamw",
+        "weight_decay": 0,
+        "crop_flip": False,
+        "seed": 0,
+    }
+    assert TrainingFacts.from_card(good, where="card").weight_decay == 0
+    with pytest.raises(ValueError, match=r"card: unknown training facts \['colour'\]"):
+        TrainingFacts.from_card(good | {"colour": 1}, where="card")
+    with pytest.raises(ValueError, match=r"lacks training facts \['seed'\]"):
+        TrainingFacts.from_card({k: v for k, v in good.items() if k != "seed"}, where="card")
+    with pytest.raises(ValueError, match=r"training.epochs = True must be of type int"):
+        TrainingFacts.from_card(good | {"epochs": True}, where="card")

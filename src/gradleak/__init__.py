@@ -4,22 +4,41 @@ Paper: Wang, Liang & He, "Towards Eliminating Hard Label Constraints in Gradient
 Attacks", ICLR 2024.
 """
 
-from gradleak import labels, models
+from gradleak import (
+    client,
+    data,
+    defenses,
+    families,
+    labels,
+    metrics,
+    models,
+    reconstruction,
+    recovery,
+    training,
+)
 from gradleak.client import ClientSecret, GradientObservation, simulate_client_step
 from gradleak.reconstruction import Reconstruction, reconstruct
 from gradleak.recovery import LabelEstimate, recover_from_last_layer, recover_label
-
-__version__ = "0.1.0"
+from gradleak.version import __version__
 
 __all__ = [
     "ClientSecret",
     "GradientObservation",
     "LabelEstimate",
     "Reconstruction",
+    "__version__",
+    "client",
+    "data",
+    "defenses",
+    "families",
     "labels",
+    "metrics",
     "models",
     "reconstruct",
+    "reconstruction",
     "recover_from_last_layer",
     "recover_label",
+    "recovery",
     "simulate_client_step",
+    "training",
 ]

@@ -11,14 +11,14 @@ import argparse
 import logging
 import sys
 
-from gradleak import __version__
 from gradleak.cli import bench, reconstruct, recover, report, run, train
+from gradleak.version import __version__
 
 COMMANDS = {
     "recover": (recover, "recover a client's soft label and feature from one gradient"),
     "reconstruct": (reconstruct, "reconstruct a client's input from its gradient; PSNR, PNG grid"),
     "train": (train, "train a model with soft labels on local data; save a safe checkpoint"),
-    "bench": (bench, "run a benchmark and print its table"),
+    "bench": (bench, "run a shipped benchmark config (the same as run NAME)"),
     "run": (run, "run an experiment config (a paper table or figure); resumable"),
     "report": (report, "tables and figures of a run folder, from its records"),
 }

@@ -9,25 +9,24 @@ import json
 import time
 from pathlib import Path
 
-from torch import nn
+from torch import Tensor, nn
 
 import gradleak
 from gradleak.cli.arguments import integer, number
 from gradleak.cli.simulation import add_client_arguments, load_images, simulate
 from gradleak.client import GradientObservation, load_observation
-from gradleak.experiments.reconstruction_tables import save_grid
-from gradleak.experiments.reconstruction_variants import (
+from gradleak.experiments.figures import save_grid
+from gradleak.experiments.variants import (
     CNN_VARIANTS,
     FCN_VARIANTS,
+    FEATURE_WEIGHT,
     VARIANTS,
-    MatchingBudget,
     run_variant,
 )
 from gradleak.metrics import psnr, ssim, to_unit_range
 from gradleak.output_files import check_new_folder, write_atomic
-
-#: Variants that need the client's secret (evaluation only).
-ORACLES = ("oracle-soft", "oracle-hard")
+from gradleak.reconstruction import MatchingSettings, Reconstruction
+from gradleak.recovery import ATTACK_FAMILIES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,14 +40,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "images; weights come from the file, and no truth is known, so no PSNR is printed",
     )
     attack.add_argument(
-        "--family", default="auto", help="label family the attacker assumes (default auto)"
+        "--attack-family",
+        default="auto",
+        choices=ATTACK_FAMILIES,
+        help="label family the attacker assumes (default auto)",
     )
     attack.add_argument(
         "--variants",
         help=f"comma-separated, from {', '.join(VARIANTS)} "
         f"(default: {','.join(FCN_VARIANTS)} for fcn4, {','.join(CNN_VARIANTS)} otherwise)",
     )
-    budget = MatchingBudget()
     attack.add_argument(
         "--iterations", type=integer(1), default=1000, help="Adam steps per restart (>= 1)"
     )
@@ -57,13 +58,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--dlg-iterations", type=integer(1), default=100, help="L-BFGS steps of dlg (>= 1)"
     )
     attack.add_argument(
-        "--tv", type=number(0), default=budget.tv_weight, help="total variation weight (>= 0)"
+        "--tv-weight",
+        type=number(0),
+        default=MatchingSettings().tv_weight,
+        help="total variation weight (>= 0)",
     )
     attack.add_argument(
         "--feature-weight",
         type=number(0),
-        default=budget.feature_weight,
-        help="weight of the recovered-feature term of ours+feature (>= 0)",
+        default=FEATURE_WEIGHT,
+        help="weight of the recovered-feature term of ours-feature (>= 0)",
     )
     parser.add_argument("--out", type=Path, help="output folder (must not exist)")
 
@@ -75,7 +79,7 @@ def _variants(args: argparse.Namespace, has_secret: bool) -> list[str]:
     if unknown:
         raise ValueError(f"--variants {unknown} unknown; choose from {', '.join(VARIANTS)}")
     if not has_secret:
-        chosen = [name for name in chosen if name not in ORACLES]
+        chosen = [name for name in chosen if not VARIANTS[name].needs_secret]
     return chosen
 
 
@@ -130,44 +134,56 @@ def _observed(args: argparse.Namespace):
     return observation, None, images, model
 
 
+def _entry(result: Reconstruction, seconds: float, unit: Tensor, truth: Tensor | None) -> dict:
+    """One variant's line of record.json (PSNR and SSIM only where the truth is known)."""
+    entry = {
+        "converged": result.converged,
+        "reason": result.reason,
+        "objective": result.objective,
+        "iterations": result.iterations,
+        "seconds": seconds,
+    }
+    if truth is not None:
+        entry |= {"psnr": psnr(unit, truth), "ssim": ssim(unit, truth)}
+    return entry
+
+
 def run(args: argparse.Namespace) -> int:
     out = args.out or Path("runs") / f"reconstruct-{time.strftime('%Y%m%d-%H%M%S')}"
     check_new_folder(out, name="--out")
     _variants(args, has_secret=True)  # unknown names fail now, not after the simulation
     observation, secret, images, model = _observed(args)
-    estimate = gradleak.recover_label(observation, args.family)
+    estimate = gradleak.recover_label(observation, args.attack_family)
     status = "converged" if estimate.converged else f"NOT converged ({estimate.reason})"
     print(f"label: {status}, family {estimate.family} {dict(estimate.family_params)}")
-    budget = MatchingBudget(
+    settings = MatchingSettings(
         iterations=args.iterations,
         restarts=args.restarts,
-        tv_weight=args.tv,
+        tv_weight=args.tv_weight,
         feature_weight=args.feature_weight,
-        dlg_iterations=args.dlg_iterations,
-        image_mean=None if images is None else images.mean,
-        image_std=None if images is None else images.std,
         progress=True,
     )
     record = {"label_converged": estimate.converged, "family": estimate.family, "variants": {}}
-    panels = []
     truth = None if secret is None else to_unit_range(secret.inputs[0], images.mean, images.std)
-    if truth is not None:
-        panels.append(("truth", truth))
+    panels = [] if truth is None else [("truth", truth)]
     for name in _variants(args, secret is not None):
         start = time.perf_counter()
-        result = run_variant(name, observation, model, estimate, secret, budget)
-        entry = {
-            "converged": result.converged,
-            "reason": result.reason,
-            "objective": result.objective,
-            "iterations": result.iterations,
-            "seconds": time.perf_counter() - start,
-        }
-        line = f"{name:>13}: objective {result.objective:.4g}, {entry['seconds']:.1f} s"
+        result = run_variant(
+            name,
+            observation,
+            model,
+            estimate=estimate,
+            secret=secret,
+            settings=settings,
+            dlg_iterations=args.dlg_iterations,
+            image_mean=images.mean,
+            image_std=images.std,
+        )
         unit = to_unit_range(result.inputs[0], images.mean, images.std)
+        entry = _entry(result, time.perf_counter() - start, unit, truth)
+        line = f"{name:>13}: objective {result.objective:.4g}, {entry['seconds']:.1f} s"
         title = name
         if truth is not None:
-            entry |= {"psnr": psnr(unit, truth), "ssim": ssim(unit, truth)}
             line += f", PSNR {entry['psnr']:.2f} dB, SSIM {entry['ssim']:.4f}"
             title += f"\n{entry['psnr']:.1f} dB"
         panels.append((title, unit))

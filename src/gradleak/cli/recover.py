@@ -15,7 +15,7 @@ from gradleak.cli.simulation import add_client_arguments, simulate
 from gradleak.client import load_observation, save_observation
 from gradleak.metrics import label_l1, relative_feature_error
 from gradleak.output_files import check_new_file
-from gradleak.recovery import FAMILIES, METHODS, LabelEstimate
+from gradleak.recovery import ATTACK_FAMILIES, METHODS, LabelEstimate
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,13 +37,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="attack a saved observation instead of simulating one",
     )
     attack.add_argument(
-        "--family",
+        "--attack-family",
         default="auto",
-        choices=(*FAMILIES, "auto"),
-        help="label family the attacker assumes (auto: try each, simplest first)",
+        choices=ATTACK_FAMILIES,
+        help="label family the attacker assumes (auto: the widest family, named by its label)",
     )
-    attack.add_argument("--method", default="scalar-search", choices=sorted(METHODS))
-    attack.add_argument("--search", default="fast", choices=("fast", "paper"))
+    attack.add_argument(
+        "--method",
+        default="fast-search",
+        choices=METHODS.keys(),
+        help="recovery method (default fast-search); "
+        + "; ".join(f"{key}: {text}" for key, text in METHODS.describe()),
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON record instead")
 
 
@@ -112,9 +117,8 @@ def run(args: argparse.Namespace) -> int:
         observation, secret, _, _ = simulate(args)
         if args.save_observation is not None:
             save_observation(observation, args.save_observation, overwrite=args.overwrite)
-    params = {"search": args.search} if args.method == "scalar-search" else {}
     start = time.perf_counter()
-    estimate = gradleak.recover_label(observation, args.family, method=args.method, **params)
+    estimate = gradleak.recover_label(observation, args.attack_family, method=args.method)
     seconds = time.perf_counter() - start
     if args.json:
         record = {

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from gradleak.cli.arguments import integer
 from gradleak.experiments.backends import BACKENDS, default_workers
-from gradleak.experiments.config import ExperimentConfig, load_config
+from gradleak.experiments.config import ExperimentConfig, load_config, shipped_configs
 from gradleak.experiments.records import RECORDS, complete_trials, parse_records
 from gradleak.experiments.runner import plan, run_experiment
 from gradleak.experiments.suites import CASE_TYPES
@@ -20,7 +20,11 @@ INTERRUPTED = 130
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", type=Path, help="experiment config (.toml), see configs/")
+    parser.add_argument(
+        "config",
+        help="a config file (.toml) or the name of a shipped config: "
+        + ", ".join(shipped_configs()),
+    )
     parser.add_argument("--quick", action="store_true", help="the config's seconds-long twin")
     parser.add_argument(
         "--set",

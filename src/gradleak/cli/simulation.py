@@ -7,17 +7,14 @@ import argparse
 from torch import nn
 
 import gradleak
-from gradleak import data, labels
+from gradleak import data
 from gradleak.cli.arguments import MIN_IMAGE_SIZE, image_size, integer, number, torch_seed
 from gradleak.client import ClientSecret, GradientObservation
 from gradleak.data import ImageSet
-from gradleak.recovery import FAMILIES
+from gradleak.families import FAMILIES
 
 #: Models whose demo uses other images than embedded CIFAR-10 (dataset, image side).
 DEMO_DATA = {"fcn4": ("embedded-imagenet", 64), "resnet50": ("embedded-imagenet", 224)}
-
-#: Label smoothing and mixup weights without a value given on the command line.
-DEFAULT_EPS, DEFAULT_LAM = 0.2, 0.3
 
 
 def add_client_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
@@ -46,17 +43,21 @@ def add_client_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentG
         "--index", type=integer(0), default=0, help="which test image (>= 0, below the count)"
     )
     client.add_argument(
-        "--label", default="smoothing", choices=sorted(FAMILIES), help="the client's label family"
+        "--label-family",
+        default="smoothing",
+        choices=FAMILIES.keys(),
+        help="the client's label family (default smoothing)",
     )
     client.add_argument(
         "--eps",
         type=number(0, 1),
-        help=f"label smoothing in [0, 1] for --label smoothing (default {DEFAULT_EPS})",
+        help="label smoothing in [0, 1], for --label-family smoothing (default 0.2) or mixup "
+        "(default 0)",
     )
     client.add_argument(
         "--lam",
         type=number(0, 1),
-        help=f"mixup weight of the 2nd image, in [0, 1], for --label mixup (default {DEFAULT_LAM})",
+        help="mixup weight of the 2nd image, in [0, 1], for --label-family mixup (default 0.3)",
     )
     client.add_argument(
         "--seed", type=torch_seed(), default=0, help="model initialisation seed, [0, 2**63 - 1]"
@@ -64,14 +65,27 @@ def add_client_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentG
     return client
 
 
-def check_label_arguments(args: argparse.Namespace) -> None:
-    """Refuse a label parameter that the chosen ``--label`` family would silently ignore."""
-    for flag, value, family in (("--eps", args.eps, "smoothing"), ("--lam", args.lam, "mixup")):
-        if value is not None and args.label != family:
+#: Command-line flag of each label parameter.
+PARAMETER_FLAGS = {"eps": "--eps", "lam": "--lam"}
+
+
+def label_parameters(args: argparse.Namespace) -> dict[str, float]:
+    """The parameters of ``--label-family``: its demo values, overridden by the flags given.
+
+    A flag for a parameter the family does not have is refused (it would be ignored).
+    """
+    family = FAMILIES[args.label_family]
+    given = {
+        name: getattr(args, name) for name in PARAMETER_FLAGS if getattr(args, name) is not None
+    }
+    for name in given:
+        if name not in family.parameters:
+            takes = [key for key, other in FAMILIES.items() if name in other.parameters]
             raise ValueError(
-                f"{flag} applies to --label {family} only; it would be ignored with "
-                f"--label {args.label}"
+                f"{PARAMETER_FLAGS[name]} applies to --label-family {' or '.join(takes)} only; "
+                f"it would be ignored with --label-family {args.label_family}"
             )
+    return dict(family.demo_params) | given
 
 
 def load_images(args: argparse.Namespace) -> ImageSet:
@@ -88,7 +102,7 @@ def simulate(
     args: argparse.Namespace,
 ) -> tuple[GradientObservation, ClientSecret, ImageSet, nn.Module]:
     """Build the model, label the chosen image as asked and compute the client's gradient."""
-    check_label_arguments(args)
+    params = label_parameters(args)
     images = load_images(args)
     if not 0 <= args.index < len(images.labels):
         raise ValueError(f"--index must be in [0, {len(images.labels) - 1}], got {args.index}")
@@ -102,17 +116,8 @@ def simulate(
         in_channels=images.images.shape[1],
         image_size=images.images.shape[-1],
     )
-    first = int(images.labels[args.index])
-    inputs = images.images[args.index]
-    if args.label == "hard":
-        label = labels.one_hot(first, images.num_classes)
-    elif args.label == "smoothing":
-        eps = DEFAULT_EPS if args.eps is None else args.eps
-        label = labels.smoothing(first, images.num_classes, eps)
-    else:
-        lam = DEFAULT_LAM if args.lam is None else args.lam
-        other = next(i for i in range(len(images.labels)) if int(images.labels[i]) != first)
-        inputs = (1 - lam) * inputs + lam * images.images[other]
-        label = labels.mixup(first, int(images.labels[other]), lam, images.num_classes)
+    inputs, label = FAMILIES[args.label_family].compose(
+        images.images, images.labels.numpy(), args.index, images.num_classes, **params
+    )
     observation, secret = gradleak.simulate_client_step(model, images.normalise(inputs), label)
     return observation, secret, images, model

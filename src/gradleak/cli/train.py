@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import platform
+from dataclasses import asdict
 from pathlib import Path
-
-import torch
 
 import gradleak
 from gradleak import data
@@ -14,7 +12,14 @@ from gradleak.cli.arguments import image_size, integer, number, torch_seed
 from gradleak.models import save_checkpoint
 from gradleak.models.checkpoint import SUFFIX, sidecar_path
 from gradleak.output_files import check_new_file
-from gradleak.training import OPTIMIZERS, TrainingConfig, parse_augmentation, train_model
+from gradleak.training import (
+    OPTIMIZERS,
+    EpochStats,
+    TrainingConfig,
+    TrainingFacts,
+    parse_augmentation,
+    train_model,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--augment",
         default="smoothing:0.1",
-        help="training targets: none, smoothing:EPS (0<EPS<1) or mixup:ALPHA (ALPHA>0)",
+        help="training targets (a label family): hard, smoothing:EPS (0<EPS<1), mixup:ALPHA (>0)",
     )
     parser.add_argument("--epochs", type=integer(1), default=defaults.epochs, help=">= 1")
     parser.add_argument("--batch-size", type=integer(1), default=defaults.batch_size, help=">= 1")
@@ -37,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=defaults.learning_rate,
         help="peak learning rate (cosine), > 0",
     )
-    parser.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer)
+    parser.add_argument("--optimizer", choices=OPTIMIZERS.keys(), default=defaults.optimizer)
     parser.add_argument(
         "--weight-decay", type=number(0), default=defaults.weight_decay, help=">= 0"
     )
@@ -67,6 +72,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def default_path(model: str, dataset: str, augment: str) -> Path:
     """``checkpoints/lenet-fashion-mnist-smoothing-0.1.safetensors``."""
     return Path("checkpoints") / f"{model}-{dataset}-{augment.replace(':', '-')}.safetensors"
+
+
+def _print_epoch(stats: EpochStats) -> None:
+    """One line as each epoch ends (not all of them after the last)."""
+    print(
+        f"epoch {stats.epoch:3d}  loss {stats.train_loss:.4f}  "
+        f"test accuracy {stats.test_accuracy:.2%}  ({stats.seconds:.0f} s)",
+        flush=True,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -106,31 +120,16 @@ def run(args: argparse.Namespace) -> int:
         f"{channels}x{size}x{size}, {train_set.num_classes} classes) with {augmentation}, "
         f"{args.epochs} epochs"
     )
-    result = train_model(model, train_set, test_set, config)
-    for stats in result.history:
-        print(
-            f"epoch {stats.epoch:3d}  loss {stats.train_loss:.4f}  "
-            f"test accuracy {stats.test_accuracy:.2%}  ({stats.seconds:.0f} s)"
-        )
-    training = {
-        "dataset": args.dataset,
-        "train_images": len(train_set.labels),
-        "test_images": len(test_set.labels),
-        "augmentation": str(augmentation),
-        "label_family": augmentation.label_family,
-        "test_accuracy": result.test_accuracy,
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "learning_rate": args.lr,
-        "optimizer": args.optimizer,
-        "weight_decay": args.weight_decay,
-        "crop_flip": args.crop_flip,
-        "seed": args.seed,
-        "seconds": round(result.seconds, 1),
-        "threads": torch.get_num_threads(),
-        "machine": platform.platform(),
-    }
-    save_checkpoint(model, out, training=training, overwrite=args.overwrite)
+    result = train_model(model, train_set, test_set, config, on_epoch=_print_epoch)
+    facts = TrainingFacts.of_run(
+        config,
+        dataset=args.dataset,
+        train_images=len(train_set.labels),
+        test_images=len(test_set.labels),
+        test_accuracy=result.test_accuracy,
+        seconds=result.seconds,
+    )
+    save_checkpoint(model, out, training=asdict(facts), overwrite=args.overwrite)
     print(
         f"test accuracy {result.test_accuracy:.2%} after {result.seconds:.0f} s; "
         f"checkpoint {out} (card {out.with_suffix('.json')})"

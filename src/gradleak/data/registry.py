@@ -18,6 +18,7 @@ from pathlib import Path
 
 from gradleak.data import cifar, fashion_mnist, image_folder
 from gradleak.data.embedded import EMBEDDED, ImageSet, load_embedded_split
+from gradleak.registry import Registry
 
 #: ``loader(root, *, split, image_size, limit) -> ImageSet``; ``root`` is ``None`` or a Path.
 Loader = Callable[..., ImageSet]
@@ -38,7 +39,7 @@ class DatasetSpec:
     summary: str
 
 
-_REGISTRY: dict[str, DatasetSpec] = {
+_SPECS = {
     **{
         name: DatasetSpec(
             partial(load_embedded_split, name),
@@ -69,13 +70,18 @@ _REGISTRY: dict[str, DatasetSpec] = {
     ),
 }
 
+#: Every dataset, by key.
+DATASETS: Registry[DatasetSpec] = Registry("dataset")
+for _key, _spec in _SPECS.items():
+    DATASETS.add(_key, _spec)
+
 
 def names() -> list[str]:
     """Sorted list of registered dataset names.
 
     Shapes: not applicable.
     """
-    return sorted(_REGISTRY)
+    return sorted(DATASETS)
 
 
 def spec(name: str) -> DatasetSpec:
@@ -83,12 +89,7 @@ def spec(name: str) -> DatasetSpec:
 
     Shapes: not applicable.
     """
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown dataset name {name!r}; known names: {', '.join(names())}"
-        ) from None
+    return DATASETS[name]
 
 
 def load(

@@ -4,7 +4,7 @@ from gradleak.defenses import gaussian, laplace  # noqa: F401  (register the def
 from gradleak.defenses.api import apply
 from gradleak.defenses.gaussian import GaussianNoise
 from gradleak.defenses.laplace import LaplaceNoise
-from gradleak.defenses.registry import DEFENSES, Defense, build_defense, register
+from gradleak.defenses.registry import DEFENSES, Defense
 
 __all__ = [
     "DEFENSES",
@@ -12,6 +12,4 @@ __all__ = [
     "GaussianNoise",
     "LaplaceNoise",
     "apply",
-    "build_defense",
-    "register",
 ]

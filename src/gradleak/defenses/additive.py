@@ -19,12 +19,12 @@ from gradleak.client.observation import GradientObservation
 UnitSampler = Callable[[torch.Size, torch.Generator], Tensor]
 
 
-def check_noise_params(scale: float, relative: bool) -> None:
-    """Raise ValueError naming the argument when ``scale`` or ``relative`` is out of range."""
-    if isinstance(scale, bool) or not isinstance(scale, Real):
-        raise ValueError(f"scale must be a real number >= 0, got {scale!r}")
-    if not (math.isfinite(scale) and scale >= 0):
-        raise ValueError(f"scale must be finite and >= 0, got {scale}")
+def check_noise_params(noise_scale: float, relative: bool) -> None:
+    """Raise ValueError naming the argument when ``noise_scale`` or ``relative`` is out of range."""
+    if isinstance(noise_scale, bool) or not isinstance(noise_scale, Real):
+        raise ValueError(f"noise_scale must be a real number >= 0, got {noise_scale!r}")
+    if not (math.isfinite(noise_scale) and noise_scale >= 0):
+        raise ValueError(f"noise_scale must be finite and >= 0, got {noise_scale}")
     if not isinstance(relative, bool):
         raise ValueError(f"relative must be True or False, got {relative!r}")
 
@@ -64,14 +64,14 @@ def add_noise(
 
 @dataclass(frozen=True)
 class AdditiveNoise:
-    """Base of the noise defenses: ``scale`` times a unit draw of ``sampler`` per entry, with
-    ``relative=True`` meaning ``scale`` times each tensor's gradient RMS."""
+    """Base of the noise defenses: ``noise_scale`` times a unit draw of ``sampler`` per entry,
+    with ``relative=True`` meaning ``noise_scale`` times each tensor's gradient RMS."""
 
-    scale: float
+    noise_scale: float
     relative: bool = False
 
     def __post_init__(self) -> None:
-        check_noise_params(self.scale, self.relative)
+        check_noise_params(self.noise_scale, self.relative)
 
     @staticmethod
     def sampler(shape: torch.Size, generator: torch.Generator) -> Tensor:
@@ -83,7 +83,7 @@ class AdditiveNoise:
         return add_noise(
             observation,
             self.sampler,
-            scale=float(self.scale),
+            scale=float(self.noise_scale),
             relative=self.relative,
             generator=generator,
         )

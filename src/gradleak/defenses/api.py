@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from gradleak.client.observation import GradientObservation
-from gradleak.defenses.registry import Defense, build_defense
+from gradleak.defenses.registry import DEFENSES, Defense
 
 
 def apply(
@@ -25,7 +25,7 @@ def apply(
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
         raise ValueError(f"seed must be an integer in [0, 2**63), got {seed!r}")
     if isinstance(defense, str):
-        defense = build_defense(defense, **params)
+        defense = DEFENSES.build(defense, **params)
     elif params:
         raise ValueError(
             f"params {sorted(params)} are only accepted with a defense key; a built defense "

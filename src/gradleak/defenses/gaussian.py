@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from gradleak.defenses.additive import AdditiveNoise
-from gradleak.defenses.registry import register
+from gradleak.defenses.registry import DEFENSES
 
 
 def standard_normal(shape: torch.Size, generator: torch.Generator) -> Tensor:
@@ -21,13 +21,14 @@ def standard_normal(shape: torch.Size, generator: torch.Generator) -> Tensor:
     return torch.randn(shape, generator=generator, dtype=torch.float64)
 
 
-@register("gaussian-noise")
+@DEFENSES.register("gaussian-noise")
 @dataclass(frozen=True)
 class GaussianNoise(AdditiveNoise):
     """Add N(0, sigma^2) independently to every entry of every gradient tensor.
 
-    ``scale`` is sigma (>= 0); with ``relative=True`` sigma is ``scale`` times the RMS of each
-    tensor's gradient, so one number means the same signal-to-noise ratio for every layer.
+    ``noise_scale`` is sigma (>= 0); with ``relative=True`` sigma is ``noise_scale`` times the
+    RMS of each tensor's gradient, so one number means the same signal-to-noise ratio for
+    every layer.
 
     Shapes: each gradient keeps its shape and dtype.
     """

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from gradleak.defenses.additive import AdditiveNoise
-from gradleak.defenses.registry import register
+from gradleak.defenses.registry import DEFENSES
 
 
 def standard_laplace(shape: torch.Size, generator: torch.Generator) -> Tensor:
@@ -27,13 +27,13 @@ def standard_laplace(shape: torch.Size, generator: torch.Generator) -> Tensor:
     return first - second
 
 
-@register("laplace-noise")
+@DEFENSES.register("laplace-noise")
 @dataclass(frozen=True)
 class LaplaceNoise(AdditiveNoise):
     """Add Laplace(0, b) independently to every entry of every gradient tensor.
 
-    ``scale`` is b (>= 0; standard deviation sqrt(2) b); with ``relative=True`` b is ``scale``
-    times the RMS of each tensor's gradient.
+    ``noise_scale`` is b (>= 0; standard deviation sqrt(2) b); with ``relative=True`` b is
+    ``noise_scale`` times the RMS of each tensor's gradient.
 
     Shapes: each gradient keeps its shape and dtype.
     """

@@ -9,8 +9,7 @@ file and the case.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +17,11 @@ from gradleak import data, defenses, models
 from gradleak.data import EMBEDDED, FASHION_MNIST_CLASS_NAMES
 from gradleak.data.cifar import CIFAR10, CIFAR100
 from gradleak.data.registry import MIN_IMAGE_SIZE
-from gradleak.recovery import FAMILIES
+from gradleak.families import FAMILIES
+from gradleak.training import TrainingFacts
 
 #: Label families a client can send (and a trial can draw).
 CLIENT_FAMILIES: tuple[str, ...] = tuple(FAMILIES)
-#: Families an attacker can assume: the client's, or "auto" when the family is hidden.
-ATTACK_FAMILIES: tuple[str, ...] = (*CLIENT_FAMILIES, "auto")
 
 #: Class counts known without loading; absent (image-folder) ones are checked at first load
 #: (`suites.resources.client_setting`).
@@ -48,14 +46,14 @@ def check_choice(key: str, value: str, allowed: Iterable[str]) -> None:
 
 
 def check_client_setting(case: Any) -> None:
-    """The fields every suite's case shares: model, init, dataset, num_classes, family,
+    """The fields every suite's case shares: model, init, dataset, num_classes, label_family,
     checkpoint, data_root and image_size."""
     check_choice("model", case.model, models.names())
     check_choice("dataset", case.dataset, data.names())
     splits = data.spec(case.dataset).splits
     if "test" not in splits:
         raise ValueError(f"dataset = {case.dataset!r} has no test split (only {splits})")
-    check_choice("family", case.family, CLIENT_FAMILIES)
+    check_choice("label_family", case.label_family, CLIENT_FAMILIES)
     if case.num_classes < 2:
         raise ValueError(f"num_classes = {case.num_classes} must be >= 2")
     known = CLASS_COUNTS.get(case.dataset)
@@ -86,9 +84,10 @@ def check_checkpoint(case: Any) -> None:
         )
     try:
         card = models.load_checkpoint(path).card
+        training = TrainingFacts.from_card(card.get("training", {}), where=str(path))
     except (ValueError, KeyError, TypeError) as error:
         raise ValueError(f"checkpoint = {case.checkpoint!r}: {error}") from None
-    architecture, training = card["architecture"], card.get("training", {})
+    architecture = card["architecture"]
     if architecture["name"] != case.model:
         raise ValueError(
             f"model = {case.model!r} but checkpoint {path} holds a {architecture['name']!r}; "
@@ -99,39 +98,40 @@ def check_checkpoint(case: Any) -> None:
             f"num_classes = {case.num_classes} but checkpoint {path} has "
             f"{architecture['num_classes']} classes"
         )
-    if training.get("dataset") != case.dataset:
+    if training.dataset != case.dataset:
         raise ValueError(
             f"dataset = {case.dataset!r} but checkpoint {path} was trained on "
-            f"{training.get('dataset')!r} (its card's training.dataset)"
+            f"{training.dataset!r} (its card's training.dataset)"
         )
     if case.image_size and case.image_size != architecture["image_size"]:
         raise ValueError(
             f"image_size = {case.image_size} but checkpoint {path} takes "
             f"{architecture['image_size']}-pixel images; set image_size = 0"
         )
-    augmentation = training.get("augmentation")
-    expected = f"trained {augmentation}" if augmentation else None
-    if (expected and case.init != expected) or (not expected and case.init in models.INITS):
-        allowed = repr(expected) if expected else "a description starting with 'trained'"
+    expected = f"trained {training.augmentation}"
+    if case.init != expected:
         raise ValueError(
-            f"init = {case.init!r} but checkpoint {path} is trained; init must be {allowed}"
+            f"init = {case.init!r} but checkpoint {path} is trained; init must be {expected!r}"
         )
 
 
-def check_defense(defense: str, scale: float) -> None:
-    """``defense`` is empty or registered and accepts ``scale`` (relative to each gradient's
-    RMS); ``scale`` is finite, >= 0, and 0 without a defense."""
-    if not math.isfinite(scale) or scale < 0:
-        raise ValueError(f"defense_scale = {scale} must be finite and >= 0")
+def check_defense(defense: str, params: Mapping[str, Any]) -> None:
+    """``defense`` is empty (then ``params`` too) or registered and built from ``params``
+    (noise scales are relative to each gradient's RMS, as the suite applies them)."""
     if not defense:
-        if scale:
+        if params:
             raise ValueError(
-                f"defense_scale = {scale:g} needs a defense; set defense to one of "
+                f"defense_params = {dict(params)} needs a defense; set defense to one of "
                 f"{', '.join(defenses.DEFENSES)}"
             )
         return
     check_choice("defense", defense, defenses.DEFENSES)
     try:
-        defenses.build_defense(defense, scale=scale, relative=True)
+        defenses.DEFENSES.build(defense, **relative_noise(params))
     except (ValueError, TypeError) as error:
-        raise ValueError(f"defense_scale = {scale:g} for {defense}: {error}") from None
+        raise ValueError(f"defense_params = {dict(params)} for {defense}: {error}") from None
+
+
+def relative_noise(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The suite's defense parameters: noise relative to each tensor's RMS unless told."""
+    return {"relative": True, **params}

@@ -60,6 +60,8 @@ class ExperimentConfig:
 
 def _check_type(value: Any, expected: Any, where: str) -> Any:
     """Validate ``value`` against a simple annotation; tuples accept TOML arrays."""
+    if expected is Any:
+        return value
     origin = typing.get_origin(expected)
     if origin in (typing.Union, types.UnionType):
         for option in typing.get_args(expected):
@@ -77,6 +79,13 @@ def _check_type(value: Any, expected: Any, where: str) -> Any:
             raise ValueError(f"{where} = {value!r} must be a list")
         item = typing.get_args(expected)[0]
         return tuple(_check_type(entry, item, f"{where}[]") for entry in value)
+    if origin in (dict, Mapping):
+        if not isinstance(value, dict):
+            raise ValueError(f"{where} = {value!r} must be a table ({{key = value, ...}})")
+        _, item = typing.get_args(expected)
+        return {
+            str(key): _check_type(entry, item, f"{where}.{key}") for key, entry in value.items()
+        }
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if expected is bool and not isinstance(value, bool):
@@ -193,6 +202,31 @@ def resolve(
     )
 
 
+#: The shipped configs: `gradleak run NAME` finds ``NAME.toml`` here.
+CONFIG_FOLDER = Path(__file__).resolve().parents[1] / "configs"
+
+
+def shipped_configs() -> list[str]:
+    """Names of the configs that ship with gradleak (``gradleak run NAME``)."""
+    return sorted(path.stem for path in CONFIG_FOLDER.glob("*.toml"))
+
+
+def find_config(name_or_path: str | Path) -> Path:
+    """A config file: an existing path, or the name of a shipped config (``table1``)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    if path.is_dir():
+        raise IsADirectoryError(f"config {path} is a folder; expected a .toml file")
+    shipped = CONFIG_FOLDER / f"{path.stem}.toml"
+    if path.parent == Path(".") and shipped.is_file():
+        return shipped
+    raise FileNotFoundError(
+        f"config {name_or_path} is neither a file nor a shipped config; shipped: "
+        f"{', '.join(shipped_configs())}"
+    )
+
+
 def load_config(
     path: str | Path,
     *,
@@ -201,9 +235,7 @@ def load_config(
     overrides: Sequence[str] = (),
 ) -> ExperimentConfig:
     """Read, override and validate the TOML config at ``path``."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config {path} does not exist (see configs/ for examples)")
+    path = find_config(path)
     try:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as error:

@@ -1,12 +1,20 @@
-"""Figures as pure functions of records (PNG, Agg backend: no screen needed)."""
+"""Figures as pure functions of records (PNG, Agg backend: no screen needed).
+
+Every figure is written atomically (`output_files.atomic_target`): a crash leaves the old
+file or the new one, never a torn PNG.
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from torch import Tensor
+
+from gradleak.output_files import atomic_target
 
 
 def _pyplot():
@@ -18,37 +26,64 @@ def _pyplot():
     return pyplot
 
 
+def _save(figure: Any, path: Path, *, dpi: int) -> Path:
+    """Write ``figure`` to ``path`` as PNG, atomically, and close it."""
+    try:
+        with atomic_target(path) as partial:
+            figure.savefig(partial, dpi=dpi, format="png")
+    finally:
+        _pyplot().close(figure)
+    return Path(path)
+
+
+#: Marker and line style per curve, so that curves lying on top of each other stay visible.
+_STYLES = (("o", "-"), ("s", "--"), ("^", ":"), ("D", "-."), ("v", "-"), ("x", "--"))
+
+
+def noise_scale(record: dict[str, Any]) -> float:
+    """The noise scale of a label record's defense (0 without one)."""
+    return float(record["defense_params"].get("noise_scale", 0.0))
+
+
 def accuracy_vs_noise(records: list[dict[str, Any]], path: Path) -> Path:
     """Recovery accuracy (converged and correct) against the relative noise scale, one line
-    per (defense, method, family), log x axis; zero noise is drawn at the smallest scale / 10.
+    per (defense, method, client label family).
+
+    The x axis is symlog, linear below the smallest positive scale, so zero noise sits at an
+    honest 0 (not at an invented small scale); every curve has its own marker and line style
+    so that coincident curves stay visible; the legend gives each curve's trials per point.
     """
     pyplot = _pyplot()
     groups: dict[tuple[str, str, str], dict[float, list[bool]]] = defaultdict(
         lambda: defaultdict(list)
     )
     for record in records:
-        key = (record["defense"] or "none", record["method"], record["family"])
-        groups[key][record["defense_scale"]].append(record["converged"] and record["correct"])
-    positive = [r["defense_scale"] for r in records if r["defense_scale"] > 0]
-    floor = min(positive) / 10 if positive else 1e-12
-    figure, axis = pyplot.subplots(figsize=(5.5, 3.6))
-    for (defense, method, family), by_scale in sorted(groups.items()):
+        key = (record["defense"] or "none", record["method"], record["label_family"])
+        groups[key][noise_scale(record)].append(record["converged"] and record["correct"])
+    positive = [noise_scale(r) for r in records if noise_scale(r) > 0]
+    figure, axis = pyplot.subplots(figsize=(6.0, 3.8))
+    for index, ((defense, method, family), by_scale) in enumerate(sorted(groups.items())):
         scales = sorted(by_scale)
+        counts = sorted({len(by_scale[scale]) for scale in scales})
+        marker, style = _STYLES[index % len(_STYLES)]
         axis.plot(
-            [scale or floor for scale in scales],
+            scales,
             [np.mean(by_scale[scale]) for scale in scales],
-            marker="o",
-            label=f"{defense}, {method}, {family}",
+            marker=marker,
+            linestyle=style,
+            markersize=7 - 1.2 * (index % 3),
+            markerfacecolor="none",
+            label=f"{defense}, {method}, {family} (N={'/'.join(map(str, counts))} per point)",
         )
-    axis.set_xscale("log")
-    axis.set_xlabel("noise scale (relative to the gradient's RMS)")
+    if positive:
+        axis.set_xscale("symlog", linthresh=min(positive), linscale=0.5)
+    axis.set_xlabel("noise scale (relative to each gradient tensor's RMS; 0 = no noise)")
     axis.set_ylabel("label accuracy")
     axis.set_ylim(-0.02, 1.02)
-    axis.legend(fontsize=7)
+    axis.set_title("label recovery against gradient noise", fontsize=9)
+    axis.legend(fontsize=6)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    pyplot.close(figure)
-    return path
+    return _save(figure, path, dpi=120)
 
 
 def landscape_figure(records: list[dict[str, Any]], path: Path, *, per_case: int = 1) -> Path:
@@ -83,9 +118,7 @@ def landscape_figure(records: list[dict[str, Any]], path: Path, *, per_case: int
         zoom.set_title("zoom: true mu +- 5%", fontsize=8)
         zoom.set_xlabel("mu")
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    pyplot.close(figure)
-    return path
+    return _save(figure, path, dpi=110)
 
 
 def encode_png(image: Any) -> str:
@@ -131,7 +164,7 @@ def image_grid(records: list[dict[str, Any]], path: Path) -> Path | None:
     cases = list(dict.fromkeys(case for case, _ in rows))
     ordered = sorted(rows.items(), key=lambda item: (cases.index(item[0][0]), item[0][1]))
     for axis_row, ((_, trial), group) in zip(axes, ordered, strict=True):
-        panels = [(f"truth, trial {trial}\n{group[0]['family']}", group[0]["truth_png"])]
+        panels = [(f"truth, trial {trial}\n{group[0]['label_family']}", group[0]["truth_png"])]
         panels += [(f"{r['variant']}\n{r['psnr']:.1f} dB", r["image_png"]) for r in group]
         for axis in axis_row:
             axis.axis("off")
@@ -139,6 +172,24 @@ def image_grid(records: list[dict[str, Any]], path: Path) -> Path | None:
             axis.imshow(_decode_png(text), cmap="gray", vmin=0, vmax=255)
             axis.set_title(title, fontsize=6)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    pyplot.close(figure)
-    return path
+    return _save(figure, path, dpi=120)
+
+
+def save_grid(panels: Sequence[tuple[str, Tensor]], path: Path, *, title: str = "") -> Path:
+    """Write a one-row PNG grid of images in [0, 1], each titled (truth first, then variants).
+
+    Shapes: each panel (C, H, W) with C = 1 or 3.
+    """
+    pyplot = _pyplot()
+    figure, axes = pyplot.subplots(1, len(panels), figsize=(2.0 * len(panels), 2.4))
+    for axis, (name, image) in zip(np.atleast_1d(axes), panels, strict=True):
+        pixels = image.detach().double().clamp(0, 1).permute(1, 2, 0).numpy()
+        axis.imshow(
+            pixels[..., 0] if pixels.shape[-1] == 1 else pixels, cmap="gray", vmin=0, vmax=1
+        )
+        axis.set_title(name, fontsize=8)
+        axis.axis("off")
+    if title:
+        figure.suptitle(title, fontsize=9)
+    figure.tight_layout()
+    return _save(figure, path, dpi=120)

@@ -1,14 +1,13 @@
-"""Reconstruction tables and figures as pure functions of benchmark records."""
+"""Reconstruction tables as pure functions of benchmark records (the image grids are in
+`experiments/figures.py`)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torch import Tensor
 
 COLUMNS = (
     "setting",
@@ -53,32 +52,13 @@ def summarise_reconstruction(records: Iterable[dict[str, Any]]) -> list[dict[str
 
 
 def markdown(rows: list[dict[str, Any]], columns: Sequence[str] = COLUMNS) -> str:
+    """The rows of `summarise_reconstruction` as a markdown table."""
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(str(row[c]) for c in columns) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 
-def save_grid(panels: Sequence[tuple[str, Tensor]], path: Path, *, title: str = "") -> Path:
-    """Write a one-row PNG grid of images in [0, 1], each titled (truth first, then variants).
-
-    Shapes: each panel (C, H, W) with C = 1 or 3.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
-
-    figure, axes = pyplot.subplots(1, len(panels), figsize=(2.0 * len(panels), 2.4))
-    for axis, (name, image) in zip(np.atleast_1d(axes), panels, strict=True):
-        pixels = image.detach().double().clamp(0, 1).permute(1, 2, 0).numpy()
-        axis.imshow(
-            pixels[..., 0] if pixels.shape[-1] == 1 else pixels, cmap="gray", vmin=0, vmax=1
-        )
-        axis.set_title(name, fontsize=8)
-        axis.axis("off")
-    if title:
-        figure.suptitle(title, fontsize=9)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    pyplot.close(figure)
-    return path
+def csv(rows: list[dict[str, Any]], columns: Sequence[str] = COLUMNS) -> str:
+    """The rows of `summarise_reconstruction` as CSV text (a header line, then one per row)."""
+    lines = [",".join(columns)] + [",".join(str(row[c]) for c in columns) for row in rows]
+    return "\n".join(lines) + "\n"

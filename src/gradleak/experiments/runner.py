@@ -24,7 +24,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-import gradleak
 from gradleak.experiments.backends import BACKENDS, TRIAL_THREADS, run_local, run_ray
 from gradleak.experiments.config import ExperimentConfig
 from gradleak.experiments.records import (
@@ -38,6 +37,7 @@ from gradleak.experiments.run_lock import hold_run_lock
 from gradleak.experiments.seeds import trial_seed
 from gradleak.experiments.suites.base import TrialTask
 from gradleak.output_files import atomic_target, check_new_folder, write_atomic
+from gradleak.version import __version__
 
 SEED_RULE = (
     "trial seed = SeedSequence([root seed, crc32(experiment), crc32(case), trial]); model seed "
@@ -85,7 +85,7 @@ def _manifest(config: ExperimentConfig, backend: str, workers: int, argv: Sequen
         "workers": workers,
         "command": list(argv),
         "versions": {
-            "gradleak": gradleak.__version__,
+            "gradleak": __version__,
             "torch": torch.__version__,
             "numpy": np.__version__,
             "python": platform.python_version(),
@@ -141,11 +141,12 @@ def run_experiment(
             f"--out {out} exists; pass --resume to continue that run, or choose a new folder "
             "(runs are never overwritten)"
         )
-    tasks = plan(config)
-    fresh = _manifest(config, backend, workers, sys.argv if argv is None else argv)
     created = not out.exists()
     if created:
         check_new_folder(out, name="--out")
+    tasks = plan(config)
+    fresh = _manifest(config, backend, workers, sys.argv if argv is None else argv)
+    if created:
         out.mkdir(parents=True)
     with hold_run_lock(out):
         try:

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from gradleak.output_files import write_atomic
+
+#: The method every other one's median time is compared with, in the same table.
+BASELINE = "fast-search"
 
 COLUMNS = (
     "setting",
@@ -18,7 +25,7 @@ COLUMNS = (
     "refused",
     "median ms",
     "p99 ms",
-    "median / ours-fast",
+    "median / fast-search",
 )
 
 
@@ -38,7 +45,7 @@ def summarise(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     for (case, method), trials in groups.items():
         seconds = np.array([r["seconds"] for r in trials])
         total = len(trials)
-        baseline = medians.get((case, "ours-fast"))
+        baseline = medians.get((case, BASELINE))
         rows.append(
             {
                 "setting": case,
@@ -49,7 +56,7 @@ def summarise(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
                 "refused": sum(not r["converged"] for r in trials),
                 "median ms": 1e3 * float(np.median(seconds)),
                 "p99 ms": 1e3 * float(np.percentile(seconds, 99)),
-                "median / ours-fast": medians[(case, method)] / baseline if baseline else None,
+                "median / fast-search": medians[(case, method)] / baseline if baseline else None,
             }
         )
     return rows
@@ -61,14 +68,17 @@ def _cell(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
-def markdown(rows: list[dict[str, Any]], columns: tuple[str, ...] = COLUMNS) -> str:
+def markdown(rows: list[dict[str, Any]], columns: Sequence[str] = COLUMNS) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
         lines.append("| " + " | ".join(_cell(row[column]) for column in columns) + " |")
     return "\n".join(lines) + "\n"
 
 
-def csv(rows: list[dict[str, Any]], columns: tuple[str, ...] = COLUMNS) -> str:
-    lines = [",".join(columns)]
-    lines += [",".join(_cell(row[column]) for column in columns) for row in rows]
-    return "\n".join(lines) + "\n"
+def write_csv(path: Path, rows: list[dict[str, Any]], columns: Sequence[str] = COLUMNS) -> Path:
+    """``rows`` as CSV with the `csv` module (quoting any cell that holds a comma), atomically."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows([_cell(row[column]) for column in columns] for row in rows)
+    return write_atomic(path, buffer.getvalue())

@@ -15,6 +15,7 @@ import functools
 import importlib
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -139,6 +140,41 @@ def ssim(reconstruction: Tensor, truth: Tensor) -> float | Tensor:
         for a, b in zip(first, second, strict=True)
     ]
     return _result(torch.tensor(np.asarray(values), dtype=torch.float64), reconstruction.dim() == 3)
+
+
+@dataclass(frozen=True)
+class ImageScores:
+    """How close one reconstruction came to the truth, on de-normalised images in [0, 1].
+
+    ``psnr_8bit`` compares both images rounded to 8-bit levels: ``inf`` means the saved image
+    would equal the truth exactly (the paper's "exact" reconstructions).
+    Paper: Wang, Liang & He, ICLR 2024, Table 3. Shapes: scalars.
+    """
+
+    psnr: float
+    psnr_8bit: float
+    ssim: float
+    mse: float
+
+
+def score_images(
+    reconstruction: Tensor, truth: Tensor, *, mean: Sequence[float], std: Sequence[float]
+) -> ImageScores:
+    """PSNR (float and 8-bit), SSIM and MSE of one normalised image against the truth, both
+    de-normalised with the dataset's ``mean``/``std`` and clamped to [0, 1] (`to_unit_range`).
+
+    Shapes: ``reconstruction``, ``truth`` (C, H, W) normalised; ``mean``, ``std`` (C,).
+    """
+    unit = to_unit_range(reconstruction, mean, std)
+    true_unit = to_unit_range(truth, mean, std)
+    eight_bit = to_unit_range(reconstruction, mean, std, quantise=True)
+    true_eight_bit = to_unit_range(truth, mean, std, quantise=True)
+    return ImageScores(
+        psnr=psnr(unit, true_unit),
+        psnr_8bit=psnr(eight_bit, true_eight_bit),
+        ssim=ssim(unit, true_unit),
+        mse=mse(unit, true_unit),
+    )
 
 
 @functools.cache

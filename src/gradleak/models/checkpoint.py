@@ -25,6 +25,7 @@ from torch import nn
 from gradleak.models.registry import Architecture, build
 from gradleak.output_files import atomic_target, check_new_file, write_atomic
 from gradleak.tagged_files import check_existing_file, metadata_field, read_tagged
+from gradleak.version import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +48,6 @@ def sidecar_path(path: str | Path) -> Path:
 
 
 def _versions() -> dict[str, str]:
-    from gradleak import __version__
-
     return {
         "gradleak": __version__,
         "torch": torch.__version__,

@@ -5,7 +5,6 @@ Shapes: every built model maps (B, C, H, W) float inputs to (B, num_classes) log
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -13,10 +12,9 @@ import torch
 from torch import nn
 
 from gradleak.models.init import INITS, apply_init
+from gradleak.registry import Registry
 
 Builder = Callable[..., nn.Module]
-
-_NAME_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 
 
 @dataclass(frozen=True)
@@ -45,7 +43,7 @@ class ModelSpec:
     default_in_channels: int
 
 
-_REGISTRY: dict[str, ModelSpec] = {}
+MODELS: Registry[ModelSpec] = Registry("model")
 
 
 def register(
@@ -58,15 +56,12 @@ def register(
 
     Shapes: not applicable (returns the builder unchanged).
     """
-    if not _NAME_RE.match(name):
-        raise ValueError(f"model name must be kebab-case (e.g. 'resnet18-imagenet'), got {name!r}")
-    if name in _REGISTRY:
-        raise ValueError(f"model name {name!r} is already registered")
+    MODELS.check_new(name)
     if default_image_size < 1 or default_in_channels < 1:
         raise ValueError("default_image_size and default_in_channels must be positive")
 
     def decorator(builder: Builder) -> Builder:
-        _REGISTRY[name] = ModelSpec(builder, default_image_size, default_in_channels)
+        MODELS.add(name, ModelSpec(builder, default_image_size, default_in_channels))
         return builder
 
     return decorator
@@ -77,15 +72,7 @@ def names() -> list[str]:
 
     Shapes: not applicable.
     """
-    return sorted(_REGISTRY)
-
-
-def _spec(name: str) -> ModelSpec:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        known = ", ".join(names())
-        raise ValueError(f"unknown model name {name!r}; known names: {known}") from None
+    return sorted(MODELS)
 
 
 def default_input_shape(name: str) -> tuple[int, int, int]:
@@ -93,7 +80,7 @@ def default_input_shape(name: str) -> tuple[int, int, int]:
 
     Shapes: returns (C, H, W).
     """
-    spec = _spec(name)
+    spec = MODELS[name]
     return (spec.default_in_channels, spec.default_image_size, spec.default_image_size)
 
 
@@ -117,7 +104,7 @@ def build(
 
     Shapes: the model maps (B, in_channels, image_size, image_size) to (B, num_classes).
     """
-    spec = _spec(name)
+    spec = MODELS[name]
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
     if init not in INITS:

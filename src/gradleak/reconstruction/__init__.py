@@ -5,21 +5,24 @@ from gradleak.reconstruction import (  # noqa: F401  (importing registers the at
     dlg,
     inverting_gradients,
 )
-from gradleak.reconstruction.analytic_fc import AnalyticFC
+from gradleak.reconstruction.analytic_fc import AnalyticFC, LayerFit
 from gradleak.reconstruction.api import check_label_input, reconstruct
 from gradleak.reconstruction.dlg import DeepLeakage
 from gradleak.reconstruction.fc_chain import NotLinearReluChain, linear_relu_chain
 from gradleak.reconstruction.inverting_gradients import InvertingGradients
-from gradleak.reconstruction.matching import MatchingSettings
+from gradleak.reconstruction.matching_settings import DISTANCES, OPTIMIZERS, MatchingSettings
 from gradleak.reconstruction.registry import ATTACKS, Attack, build_attack, register
 from gradleak.reconstruction.result import Reconstruction
 
 __all__ = [
     "ATTACKS",
+    "DISTANCES",
+    "OPTIMIZERS",
     "AnalyticFC",
     "Attack",
     "DeepLeakage",
     "InvertingGradients",
+    "LayerFit",
     "MatchingSettings",
     "NotLinearReluChain",
     "Reconstruction",

@@ -18,7 +18,8 @@ Shapes: feature x_L (m,); returned ``inputs`` (1, *input_shape) with prod(input_
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from itertools import pairwise
 
 import numpy as np
@@ -48,6 +49,33 @@ class _Layer:
     weight_grad: np.ndarray
     bias: np.ndarray | None
     bias_grad: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class LayerFit:
+    """One layer's evidence, from the classifier down (see `AnalyticFC`).
+
+    ``residual`` is |dL/dW - delta x^T| / |dL/dW| over the active rows and ``excluded`` the
+    share of |dL/dW| outside them (both None when the layer had no active unit, so no fit);
+    ``forward_mismatch`` is |relu(W x_{k-1} + b) - x_k| / |x_k| (None for the classifier and
+    before it is measured); ``bias_disagreement`` is |back-propagated delta - dL/db| / |dL/db|
+    (None without a bias).
+
+    Paper: Wang, Liang & He, ICLR 2024, Sec. 5.3. Shapes: scalars, one record per layer.
+    """
+
+    layer: str
+    width: int
+    active_units: int
+    residual: float | None = None
+    excluded: float | None = None
+    bias_disagreement: float | None = None
+    forward_mismatch: float | None = None
+
+    @property
+    def worst(self) -> float:
+        """The larger of the fit residual and the forward mismatch (0 for what is absent)."""
+        return max(self.residual or 0.0, self.forward_mismatch or 0.0)
 
 
 class _RefusalError(Exception):
@@ -84,13 +112,11 @@ class AnalyticFC:
 
     ``objective`` is the bottom layer's fit residual, ``history`` the fit residuals from the
     classifier down, ``iterations`` the number of layers fitted (the classifier included).
-    ``diagnostics`` holds tuples with one entry per layer from the classifier down:
-    ``layers`` (module names), ``widths`` (output units), ``active_units`` (non-zero entries
-    of delta), ``residuals`` (|dL/dW - delta x^T| / |dL/dW| over the active rows),
-    ``excluded`` (share of |dL/dW| in rows outside the mask: 0 for exact gradients),
-    ``forward_mismatch`` (|relu(W x_{k-1} + b) - x_k| / |x_k|: the recovered input run forward
-    must reproduce the recovered output, the feature included; None for the classifier) and
-    ``bias_disagreement`` (|back-propagated delta - dL/db| / |dL/db|, None without a bias).
+    ``diagnostics["layer_fits"]`` holds one `LayerFit` per layer from the classifier down:
+    module name, output units, active units (non-zero entries of delta), the rank-one fit
+    residual and the excluded share (0 for exact gradients), the forward mismatch (the
+    recovered input run forward must reproduce the recovered output, the feature included)
+    and the bias disagreement.
     The fit cannot see a wrong scale of the feature in a bias-free network (every x_k scales
     with it); that rests on the label estimate's own convergence.
 
@@ -196,17 +222,19 @@ class AnalyticFC:
             delta = back if layer.bias_grad is None else layer.bias_grad
             delta_sq = float(delta @ delta)
             if delta_sq == 0.0:
-                fits.append({"layer": layer.name, "width": len(delta), "active_units": 0})
+                fits.append(LayerFit(layer.name, len(delta), active_units=0))
                 reason = f"layer {layer.name!r} has no active unit: its input cannot be recovered"
                 return self._failure(shape, dtype, reason, fits)
             outputs = weighted_row_sum(layer.weight_grad, delta) / delta_sq
             fits.append(_fit(layer, delta, outputs, back))
             recovered.append(outputs)
-        for fit, layer, below, above in zip(
-            fits[1:], layers[-2::-1], recovered[1:], recovered[:-1], strict=True
-        ):
-            fit["forward_mismatch"] = _forward_mismatch(layer, below, above)
-        worst = max(max(fit["residual"], fit.get("forward_mismatch", 0.0)) for fit in fits)
+        fits[1:] = [
+            replace(fit, forward_mismatch=_forward_mismatch(layer, below, above))
+            for fit, layer, below, above in zip(
+                fits[1:], layers[-2::-1], recovered[1:], recovered[:-1], strict=True
+            )
+        ]
+        worst = max(fit.worst for fit in fits)
         converged = worst <= self.tol
         reason = (
             ""
@@ -217,7 +245,7 @@ class AnalyticFC:
                 "model (noise, a batch, or a wrong feature)"
             )
         )
-        residuals = tuple(fit["residual"] for fit in fits)
+        residuals = tuple(fit.residual for fit in fits)
         return Reconstruction(
             inputs=torch.from_numpy(outputs).to(dtype).reshape(1, *shape),
             objective=residuals[-1],
@@ -226,7 +254,7 @@ class AnalyticFC:
             history=residuals,
             attack=self.key,
             reason=reason,
-            diagnostics=_diagnostics(fits),
+            diagnostics={"layer_fits": tuple(fits)},
         )
 
     def _failure(
@@ -234,36 +262,36 @@ class AnalyticFC:
         shape: tuple[int, ...],
         dtype: torch.dtype,
         reason: str,
-        fits: list[dict] | tuple[()],
+        fits: Sequence[LayerFit],
     ) -> Reconstruction:
-        done = [fit for fit in fits if "residual" in fit]
+        done = [fit.residual for fit in fits if fit.residual is not None]
         return Reconstruction(
             inputs=torch.zeros(1, *shape, dtype=dtype),
             objective=math.inf,
             iterations=len(done),
             converged=False,
-            history=tuple(fit["residual"] for fit in done),
+            history=tuple(done),
             attack=self.key,
             reason=reason,
-            diagnostics=_diagnostics(list(fits)),
+            diagnostics={"layer_fits": tuple(fits)},
         )
 
 
-def _fit(layer: _Layer, delta: np.ndarray, inputs: np.ndarray, back: np.ndarray) -> dict:
+def _fit(layer: _Layer, delta: np.ndarray, inputs: np.ndarray, back: np.ndarray) -> LayerFit:
     """One layer's evidence: rank-one fit of its weight gradient, and the bias cross-check."""
     residual, excluded = rank_one_residual(layer.weight_grad, delta, inputs)
     disagreement = None
     if layer.bias_grad is not None:
         scale = max(float(np.linalg.norm(layer.bias_grad)), 1e-300)
         disagreement = float(np.linalg.norm(back - layer.bias_grad)) / scale
-    return {
-        "layer": layer.name,
-        "width": len(delta),
-        "active_units": int(np.count_nonzero(delta)),
-        "residual": residual,
-        "excluded": excluded,
-        "bias_disagreement": disagreement,
-    }
+    return LayerFit(
+        layer=layer.name,
+        width=len(delta),
+        active_units=int(np.count_nonzero(delta)),
+        residual=residual,
+        excluded=excluded,
+        bias_disagreement=disagreement,
+    )
 
 
 def _forward_mismatch(layer: _Layer, inputs: np.ndarray, outputs: np.ndarray) -> float:
@@ -273,19 +301,3 @@ def _forward_mismatch(layer: _Layer, inputs: np.ndarray, outputs: np.ndarray) ->
         pre += layer.bias
     scale = max(float(np.linalg.norm(outputs)), 1e-300)
     return float(np.linalg.norm(np.maximum(pre, 0.0) - outputs)) / scale
-
-
-_DIAGNOSTICS = {
-    "layers": "layer",
-    "widths": "width",
-    "active_units": "active_units",
-    "residuals": "residual",
-    "excluded": "excluded",
-    "forward_mismatch": "forward_mismatch",
-    "bias_disagreement": "bias_disagreement",
-}
-
-
-def _diagnostics(fits: list[dict]) -> dict:
-    """Per-layer evidence as flat tuples (from the classifier down), one tuple per quantity."""
-    return {name: tuple(fit.get(key) for fit in fits) for name, key in _DIAGNOSTICS.items()}

@@ -51,7 +51,11 @@ def reconstruct(
 
     ``labels`` is a `LabelEstimate` (recovered: what the server can know), a `SoftLabel` or a
     (C,) probability tensor (oracles, for comparison), or None for attacks that optimise the
-    label themselves. ``params`` go to the attack's constructor (see ``ATTACKS[attack]``).
+    label themselves; the client's secret is never an input. ``params`` go to the attack's
+    constructor (see ``ATTACKS[attack]``): for the gradient-matching attacks ``settings=`` (a
+    `MatchingSettings`) and/or any of its fields (``iterations=``, ``tv_weight=``...), plus
+    ``image_mean``, ``image_std`` and ``input_shape``; an unknown name is a ValueError listing
+    the accepted ones.
     The model supplies the architecture; the weights the gradient was taken at come from
     ``observation.parameters``.
 

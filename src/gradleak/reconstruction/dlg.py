@@ -8,45 +8,31 @@ Paper: Zhu, Liu & Han, "Deep Leakage from Gradients", NeurIPS 2019.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import ClassVar
 
-from gradleak.reconstruction.matching import MatchingSettings
 from gradleak.reconstruction.matching_attack import GradientMatchingAttack
+from gradleak.reconstruction.matching_settings import MatchingSettings
 from gradleak.reconstruction.registry import register
 
 
 @register("dlg")
 class DeepLeakage(GradientMatchingAttack):
-    """Euclidean distance, L-BFGS (lr 1, strong-Wolfe line search), random restarts.
+    """Euclidean distance, L-BFGS (lr 1, strong-Wolfe line search), 300 steps, one start.
 
-    ``iterations`` counts L-BFGS steps (each with its line search). ``labels=None`` (the
-    default use) optimises softmax(label logits) jointly; the learned label is returned in
+    Built like every gradient-matching attack: ``settings=`` and/or `MatchingSettings` field
+    overrides (``iterations=`` counts L-BFGS steps, each with its line search), plus
+    ``image_mean``, ``image_std`` and ``input_shape``. ``labels=None`` (the default use)
+    optimises softmax(label logits) jointly; the learned label is returned in
     ``diagnostics["label"]``.
+
+    Shapes: returns ``inputs`` (1, C, H, W); ``diagnostics["label"]`` (C',).
     """
 
-    def __init__(
-        self,
-        *,
-        iterations: int = 300,
-        restarts: int = 1,
-        learning_rate: float = 1.0,
-        tv_weight: float = 0.0,
-        seed: int = 0,
-        image_mean: Sequence[float] | None = None,
-        image_std: Sequence[float] | None = None,
-        input_shape: Sequence[int] | None = None,
-        progress: bool = False,
-    ) -> None:
-        settings = MatchingSettings(
-            distance="euclidean",
-            optimiser="lbfgs",
-            iterations=iterations,
-            restarts=restarts,
-            learning_rate=learning_rate,
-            tv_weight=tv_weight,
-            seed=seed,
-            progress=progress,
-        )
-        super().__init__(
-            settings, image_mean=image_mean, image_std=image_std, input_shape=input_shape
-        )
+    defaults: ClassVar[MatchingSettings] = MatchingSettings(
+        distance="euclidean",
+        optimizer="lbfgs",
+        iterations=300,
+        restarts=1,
+        learning_rate=1.0,
+        tv_weight=0.0,
+    )

@@ -3,7 +3,7 @@
 A dummy input (and, for DLG, a dummy label) is optimised so that the gradient it produces on
 the server's model matches the observed one. The objective is a gradient distance plus
 optional total variation and a feature-matching term that pulls the dummy's last-layer input
-toward the recovered feature (Wang, Liang & He, ICLR 2024, Sec. 5.3, "+feature").
+toward the recovered feature (Wang, Liang & He, ICLR 2024, Sec. 5.3, "ours-feature").
 
 Paper: Zhu et al., NeurIPS 2019 (DLG); Geiping et al., NeurIPS 2020 (inverting gradients).
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -21,45 +22,8 @@ from torch.nn import functional
 from tqdm import tqdm
 
 from gradleak.client.observation import GradientObservation
+from gradleak.reconstruction.matching_settings import MatchingSettings
 from gradleak.reconstruction.result import Reconstruction
-
-DISTANCES = ("euclidean", "cosine")
-OPTIMISERS = ("adam", "lbfgs")
-
-
-@dataclass(frozen=True)
-class MatchingSettings:
-    """What one gradient-matching attack optimises and how.
-
-    ``tv_weight`` scales total variation, ``feature_weight`` the relative squared distance of
-    the dummy's last-layer feature to the recovered one. Adam's rate drops 10x at 3/8, 5/8
-    and 7/8 of the iterations (Geiping et al.); L-BFGS uses a strong-Wolfe line search.
-    """
-
-    distance: str
-    optimiser: str
-    iterations: int
-    restarts: int = 1
-    learning_rate: float = 0.1
-    tv_weight: float = 0.0
-    feature_weight: float = 0.0
-    seed: int = 0
-    progress: bool = False
-
-    def __post_init__(self) -> None:
-        if self.distance not in DISTANCES:
-            raise ValueError(f"distance must be one of {DISTANCES}, got {self.distance!r}")
-        if self.optimiser not in OPTIMISERS:
-            raise ValueError(f"optimiser must be one of {OPTIMISERS}, got {self.optimiser!r}")
-        if self.iterations < 1:
-            raise ValueError(f"iterations must be >= 1, got {self.iterations}")
-        if self.restarts < 1:
-            raise ValueError(f"restarts must be >= 1, got {self.restarts}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
-        for name in ("tv_weight", "feature_weight"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
 
 def total_variation(images: Tensor) -> Tensor:
@@ -190,29 +154,48 @@ def _start(problem: MatchingProblem, generator: torch.Generator) -> tuple[Tensor
     return dummy.requires_grad_(True), label_logits
 
 
+class RestartResult(NamedTuple):
+    """The lowest-objective iterate of one restart and the trace that led there.
+
+    Shapes: ``inputs`` like the problem's input; ``label_logits`` (1, C) or None.
+    """
+
+    objective: float
+    inputs: Tensor
+    label_logits: Tensor | None
+    history: list[float]
+
+
+def _optimizer(
+    variables: list[Tensor], settings: MatchingSettings
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
+    """The optimizer ``settings`` names and, for Adam, its 10x drops at 3/8, 5/8 and 7/8."""
+    if settings.optimizer == "lbfgs":
+        lbfgs = torch.optim.LBFGS(
+            variables, lr=settings.learning_rate, max_iter=1, line_search_fn="strong_wolfe"
+        )
+        return lbfgs, None
+    adam = torch.optim.Adam(variables, lr=settings.learning_rate)
+    milestones = [round(settings.iterations * f) for f in (3 / 8, 5 / 8, 7 / 8)]
+    return adam, torch.optim.lr_scheduler.MultiStepLR(adam, milestones, gamma=0.1)
+
+
 def _restart(
     objective: Callable[[Tensor, Tensor | None], Tensor],
     problem: MatchingProblem,
     settings: MatchingSettings,
     generator: torch.Generator,
     bar: tqdm,
-) -> tuple[float, Tensor, Tensor | None, list[float]]:
+) -> RestartResult:
     """One optimisation from a random start; returns the lowest-objective iterate."""
     dummy, label_logits = _start(problem, generator)
     variables = [dummy] if label_logits is None else [dummy, label_logits]
-    best = (math.inf, dummy.detach().clone(), label_logits)
+    best = RestartResult(math.inf, dummy.detach().clone(), label_logits, [])
     history: list[float] = []
-    if settings.optimiser == "lbfgs":
-        optimiser = torch.optim.LBFGS(
-            variables, lr=settings.learning_rate, max_iter=1, line_search_fn="strong_wolfe"
-        )
-    else:
-        optimiser = torch.optim.Adam(variables, lr=settings.learning_rate)
-        milestones = [round(settings.iterations * f) for f in (3 / 8, 5 / 8, 7 / 8)]
-        schedule = torch.optim.lr_scheduler.MultiStepLR(optimiser, milestones, gamma=0.1)
+    optimizer, schedule = _optimizer(variables, settings)
 
     def closure() -> Tensor:
-        optimiser.zero_grad(set_to_none=True)
+        optimizer.zero_grad(set_to_none=True)
         value = objective(dummy, label_logits)
         value.backward()
         return value
@@ -220,13 +203,13 @@ def _restart(
     for _ in range(settings.iterations):
         # step() returns the objective at the point it started from: keep that point.
         before = (dummy.detach().clone(), _detached(label_logits))
-        value = float(optimiser.step(closure).detach())
+        value = float(optimizer.step(closure).detach())
         history.append(value)
-        if value < best[0]:
-            best = (value, *before)
+        if value < best.objective:
+            best = RestartResult(value, *before, history)
         if not math.isfinite(value):
             break
-        if settings.optimiser == "adam":
+        if schedule is not None:
             schedule.step()
             if problem.bounds is not None:
                 with torch.no_grad():
@@ -234,7 +217,7 @@ def _restart(
                         torch.maximum(torch.minimum(dummy, problem.bounds[1]), problem.bounds[0])
                     )
         bar.update(1)
-    return best[0], best[1], best[2], history
+    return best._replace(history=history)
 
 
 def _detached(tensor: Tensor | None) -> Tensor | None:
@@ -254,7 +237,7 @@ def run_matching(
     )
     objective = _objective(problem, settings, captured)
     generator = torch.Generator().manual_seed(settings.seed)
-    results = []
+    results: list[RestartResult] = []
     total = settings.restarts * settings.iterations
     try:
         with tqdm(total=total, desc=attack, disable=not settings.progress, leave=False) as bar:
@@ -262,21 +245,21 @@ def run_matching(
                 results.append(_restart(objective, problem, settings, generator, bar))
     finally:
         hook.remove()
-    index = min(range(len(results)), key=lambda i: results[i][0])
-    value, inputs, label_logits, history = results[index]
-    finite = math.isfinite(value)
+    index = min(range(len(results)), key=lambda i: results[i].objective)
+    best = results[index]
+    finite = math.isfinite(best.objective)
     diagnostics = {
-        "restart_objectives": [r[0] for r in results],
+        "restart_objectives": [result.objective for result in results],
         "best_restart": index,
     }
-    if label_logits is not None:
-        diagnostics["label"] = functional.softmax(label_logits, -1)[0]
+    if best.label_logits is not None:
+        diagnostics["label"] = functional.softmax(best.label_logits, -1)[0]
     return Reconstruction(
-        inputs=inputs,
-        objective=value,
-        iterations=len(history),
+        inputs=best.inputs,
+        objective=best.objective,
+        iterations=len(best.history),
         converged=finite,
-        history=tuple(history),
+        history=tuple(best.history),
         attack=attack,
         reason="" if finite else "the objective became non-finite",
         diagnostics=diagnostics,

@@ -1,12 +1,13 @@
-"""The part every gradient-matching attack shares: resolve its inputs, build, run the loop.
+"""The part every gradient-matching attack shares: settings, inputs, build, run the loop.
 
-Subclasses (`dlg`, `inverting-gradients`) only choose the loop's settings and whether a label
-must be given.
+Subclasses (`dlg`, `inverting-gradients`) only choose their default `MatchingSettings` and
+whether a label must be given.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, ClassVar
 
 from torch import nn
 
@@ -17,29 +18,41 @@ from gradleak.reconstruction.attack_inputs import (
     pixel_box,
     resolve_label,
 )
-from gradleak.reconstruction.matching import MatchingSettings, build_problem, run_matching
+from gradleak.reconstruction.matching import build_problem, run_matching
+from gradleak.reconstruction.matching_settings import MatchingSettings, with_overrides
 from gradleak.reconstruction.result import Reconstruction
+
+#: What a gradient-matching attack takes besides `MatchingSettings` fields.
+_OWN_PARAMETERS = ("settings", "image_mean", "image_std", "input_shape")
 
 
 class GradientMatchingAttack:
     """Holds `MatchingSettings` plus the pixel statistics and input shape of the client data.
 
+    ``settings`` replaces the attack's ``defaults``; keyword ``overrides`` (any
+    `MatchingSettings` field: ``iterations=``, ``tv_weight=``...) then replace single fields.
     ``image_mean``/``image_std`` keep the dummy inside the valid pixel box (Adam only);
     ``input_shape`` defaults to the model's recorded architecture.
     """
 
     key: str
-    needs_label: bool = False
+    needs_label: ClassVar[bool] = False
+    defaults: ClassVar[MatchingSettings] = MatchingSettings()
 
     def __init__(
         self,
-        settings: MatchingSettings,
         *,
-        image_mean: Sequence[float] | None,
-        image_std: Sequence[float] | None,
-        input_shape: Sequence[int] | None,
+        settings: MatchingSettings | None = None,
+        image_mean: Sequence[float] | None = None,
+        image_std: Sequence[float] | None = None,
+        input_shape: Sequence[int] | None = None,
+        **overrides: Any,
     ) -> None:
-        self.settings = settings
+        base = self.defaults if settings is None else settings
+        if not isinstance(base, MatchingSettings):
+            raise ValueError(f"settings must be a MatchingSettings, got {type(base).__name__}")
+        where = f"attack {self.key!r}"
+        self.settings = with_overrides(base, overrides, where=where, also=_OWN_PARAMETERS)
         self.image_mean, self.image_std, self.input_shape = image_mean, image_std, input_shape
 
     def run(

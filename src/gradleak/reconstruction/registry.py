@@ -1,23 +1,20 @@
 """Registry of input-reconstruction attacks: a kebab-case key -> a class with ``run(...)``.
 
 An attack class holds its parameters (validated in ``__init__``) and nothing else; ``run``
-reads the observation and the model and returns a `Reconstruction`.
+reads the observation and the model and returns a `Reconstruction`. The attack never receives
+the client's secret: oracle labels are resolved by the caller (`experiments/variants.py`).
 """
 
 from __future__ import annotations
 
-import inspect
-import re
-from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from torch import nn
 
 from gradleak.client.observation import GradientObservation
 from gradleak.reconstruction.attack_inputs import LabelInput
 from gradleak.reconstruction.result import Reconstruction
-
-_KEY_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+from gradleak.registry import Registry
 
 
 class Attack(Protocol):
@@ -30,49 +27,17 @@ class Attack(Protocol):
     ) -> Reconstruction: ...
 
 
-ATTACKS: dict[str, type] = {}
+#: Attack key ("analytic-fc", "dlg", "inverting-gradients") -> attack class.
+ATTACKS: Registry[type] = Registry("attack")
+
+#: Class decorator adding an attack under a kebab-case key (sets ``cls.key``).
+register = ATTACKS.register
 
 
-def register(key: str) -> Callable[[type], type]:
-    """Class decorator adding an attack under the kebab-case ``key`` (sets ``cls.key``).
-
-    Shapes: not applicable.
-    """
-    if not _KEY_RE.match(key):
-        raise ValueError(f"attack key must be kebab-case (e.g. 'analytic-fc'), got {key!r}")
-
-    def add(cls: type) -> type:
-        if key in ATTACKS:
-            raise ValueError(f"attack {key!r} is registered twice")
-        ATTACKS[key] = cls
-        cls.key = key
-        return cls
-
-    return add
-
-
-def build_attack(key: str, **params) -> Attack:
+def build_attack(key: str, **params: Any) -> Attack:
     """Instantiate the attack registered as ``key`` with its parameters.
 
     Unknown keys and unknown parameter names raise ValueError listing what is allowed.
     Shapes: not applicable.
     """
-    if key not in ATTACKS:
-        known = ", ".join(sorted(ATTACKS)) or "(none registered)"
-        raise ValueError(f"attack={key!r} is unknown; known attacks: {known}")
-    cls = ATTACKS[key]
-    accepted = [
-        name
-        for name, parameter in inspect.signature(cls).parameters.items()
-        if parameter.kind in (parameter.KEYWORD_ONLY, parameter.POSITIONAL_OR_KEYWORD)
-    ]
-    takes_any = any(
-        parameter.kind is parameter.VAR_KEYWORD
-        for parameter in inspect.signature(cls).parameters.values()
-    )
-    unknown = sorted(set(params) - set(accepted))
-    if unknown and not takes_any:
-        raise ValueError(
-            f"attack {key!r} got unknown parameters {unknown}; it accepts {accepted or 'none'}"
-        )
-    return cls(**params)
+    return ATTACKS.build(key, **params)

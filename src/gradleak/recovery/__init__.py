@@ -10,18 +10,19 @@ from gradleak.recovery import (  # noqa: F401  (register the methods)
 from gradleak.recovery.analytic import DEFAULT_TOL
 from gradleak.recovery.api import recover_from_last_layer, recover_label
 from gradleak.recovery.estimate import LabelEstimate
-from gradleak.recovery.families import FAMILIES
+from gradleak.recovery.identifiability import Identifiability, identifiability
 from gradleak.recovery.last_layer import DEFAULT_RANK_TOL, NotSingleInputError
-from gradleak.recovery.registry import METHODS, build_method
+from gradleak.recovery.registry import ATTACK_FAMILIES, METHODS
 
 __all__ = [
+    "ATTACK_FAMILIES",
     "DEFAULT_RANK_TOL",
     "DEFAULT_TOL",
-    "FAMILIES",
     "METHODS",
+    "Identifiability",
     "LabelEstimate",
     "NotSingleInputError",
-    "build_method",
+    "identifiability",
     "recover_from_last_layer",
     "recover_label",
 ]

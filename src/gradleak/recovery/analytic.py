@@ -13,34 +13,41 @@ from dataclasses import replace
 import numpy as np
 import torch
 
+from gradleak.families import FAMILIES
 from gradleak.recovery.estimate import LabelEstimate
-from gradleak.recovery.families import AUTO_ORDER, FAMILIES, family_params
 from gradleak.recovery.fast_search import fast_search
 from gradleak.recovery.identifiability import identifiability
 from gradleak.recovery.last_layer import LastLayerProblem, matvec
 from gradleak.recovery.noise import NOISE_FACTOR, threshold_at
 from gradleak.recovery.paper_search import paper_search
+from gradleak.recovery.root_census import census
 from gradleak.recovery.search_result import ScalarSolution
 from gradleak.recovery.verdict import (
     family_residual,
     fit_reason,
     label_at,
     rivals,
-    saturation_reason,
+    saturation,
 )
 
 #: Upper bound on the relative family residual of an accepted solution; the bound actually used
 #: is tighter where the gradient's precision allows (`noise.acceptance_threshold`).
 DEFAULT_TOL = 1e-4
-SEARCHES: dict[str, Callable[..., ScalarSolution]] = {"fast": fast_search, "paper": paper_search}
-FAMILY_CHOICES = (*FAMILIES, "auto")
+#: The order in which ``family="auto"`` names a label's family: fewest parameters first.
+AUTO_ORDER = tuple(sorted(FAMILIES.keys(), key=lambda key: len(FAMILIES[key].parameters)))
+
+#: Recovery method key -> its scalar search.
+SEARCHES: dict[str, Callable[..., ScalarSolution]] = {
+    "fast-search": fast_search,
+    "paper-search": paper_search,
+}
 
 
 def _tensor(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array))
 
 
-def _refusal(problem: LastLayerProblem, family: str, search: str) -> LabelEstimate | None:
+def _refusal(problem: LastLayerProblem, family: str, method: str) -> LabelEstimate | None:
     """The "not identifiable" answer when C is below the family's count, else None."""
     count = identifiability(problem.num_classes, family)
     if count.identifiable:
@@ -48,21 +55,21 @@ def _refusal(problem: LastLayerProblem, family: str, search: str) -> LabelEstima
     return LabelEstimate.refusal(
         problem.num_classes,
         reason=count.reason,
-        method=f"scalar-search/{search}",
+        method=method,
         family=family,
         diagnostics={"equations": count.equations, "unknowns": count.unknowns},
     )
 
 
 def search_estimate(
-    problem: LastLayerProblem, family_name: str, *, search: str, tol: float, seed: int
+    problem: LastLayerProblem, family_name: str, *, method: str, tol: float, seed: int
 ) -> LabelEstimate:
     """Bias-free recovery for one family: search the scalar, then read off label and feature."""
-    refused = _refusal(problem, family_name, search)
+    refused = _refusal(problem, family_name, method)
     if refused is not None:
         return refused
-    solution = SEARCHES[search](problem, FAMILIES[family_name], tol=tol, seed=seed)
-    return judge(problem, family_name, solution, search=search, tol=tol)
+    solution = SEARCHES[method](problem, FAMILIES[family_name], tol=tol, seed=seed)
+    return judge(problem, family_name, solution, method=method, tol=tol)
 
 
 def judge(
@@ -70,7 +77,7 @@ def judge(
     family_name: str,
     solution: ScalarSolution,
     *,
-    search: str,
+    method: str,
     tol: float,
 ) -> LabelEstimate:
     """The estimate at a search's solution, converged only if `verdict` accepts it."""
@@ -89,9 +96,12 @@ def judge(
                 f"; this gradient's precision ({problem.precision:.1e}) alone allows residuals "
                 "near tol: pass a larger tol to accept a less precise fit"
             )
+    saturated = None
     if not reason:
-        reason = saturation_reason(problem, family, solution.inv_scale, solution.threshold)
-    others = [] if reason else rivals(problem, family, solution, label)
+        saturated = saturation(problem, family, solution.inv_scale, solution.threshold)
+        reason = saturated.reason
+    roots = census(problem, family, tol) if saturated is not None and saturated.census else None
+    others = [] if reason else rivals(problem, family, solution, label, roots=roots)
     if others:
         reason = (
             f"ambiguous: {len(others) + 1} scalars fit the {family_name} family with different "
@@ -105,22 +115,25 @@ def judge(
         residual=solution.residual,
         converged=not reason,
         family=family_name,
-        method=f"scalar-search/{search}",
+        method=method,
         row=problem.row,
         reason=reason,
-        family_params=family_params(label, family),
+        family_params=family.read_params(label),
         diagnostics={
             "threshold": solution.threshold,
             "evaluations": solution.evaluations,
             "rank_one_deviation": problem.rank_one_deviation,
             "precision": problem.precision,
             "rival_scales": [1.0 / t for t in others],
+            "census": roots is not None,
             **solution.notes,
         },
     )
 
 
-def bias_estimate(problem: LastLayerProblem, *, tol: float, family: str) -> LabelEstimate:
+def bias_estimate(
+    problem: LastLayerProblem, *, tol: float, family: str, method: str
+) -> LabelEstimate:
     """Closed form with a classifier bias: t = (dL/db)_r, x = g_r / t, y = softmax(Wx + b) - dL/db.
 
     Converged when dL/db is consistent with dL/dW (both equal (p - y) times x, so
@@ -149,11 +162,14 @@ def bias_estimate(problem: LastLayerProblem, *, tol: float, family: str) -> Labe
         residual=mismatch,
         converged=not reason,
         family=fitted,
-        method="bias-closed-form",
+        method=method,
         row=problem.row,
         reason=reason,
-        family_params=family_params(label, FAMILIES[fitted]) if fitted in FAMILIES else {},
-        diagnostics={"rank_one_deviation": problem.rank_one_deviation},
+        family_params=FAMILIES[fitted].read_params(label) if fitted in FAMILIES else {},
+        diagnostics={
+            "solution": "bias-closed-form",
+            "rank_one_deviation": problem.rank_one_deviation,
+        },
     )
 
 
@@ -178,13 +194,13 @@ def _simplest_family(problem: LastLayerProblem, inv_scale: float, tol: float) ->
 def _named(problem: LastLayerProblem, estimate: LabelEstimate, tol: float, tried: dict):
     """An accepted widest-family estimate reported under the simplest family it belongs to."""
     name = _simplest_family(problem, 1.0 / estimate.scale, tol)
-    params = family_params(estimate.soft_label.numpy(), FAMILIES[name])
+    params = FAMILIES[name].read_params(estimate.soft_label.numpy())
     diagnostics = {**estimate.diagnostics, "rejected_families": tried}
     return replace(estimate, family=name, family_params=params, diagnostics=diagnostics)
 
 
 def auto_estimate(
-    problem: LastLayerProblem, *, search: str, tol: float, seed: int
+    problem: LastLayerProblem, *, method: str, tol: float, seed: int
 ) -> LabelEstimate:
     """The label whatever its family: every mixup root, then the simplest family it is in.
 
@@ -194,19 +210,19 @@ def auto_estimate(
     when the mixup search finds no fit at all are the narrower searches tried, and a root of
     theirs is still judged as a mixup root (rivals and flat neighbours under mixup).
     """
-    refused = _refusal(problem, "auto", search)
+    refused = _refusal(problem, "auto", method)
     if refused is not None:
         return refused
     widest = FAMILIES[AUTO_ORDER[-1]]
-    solution = SEARCHES[search](problem, widest, tol=tol, seed=seed)
-    estimate = judge(problem, widest.name, solution, search=search, tol=tol)
+    solution = SEARCHES[method](problem, widest, tol=tol, seed=seed)
+    estimate = judge(problem, widest.key, solution, method=method, tol=tol)
     if estimate.converged:
         return _named(problem, estimate, tol, {})
     if estimate.reason.startswith(("ambiguous", "not identifiable")):
         return estimate
-    tried = {widest.name: estimate.residual}
+    tried = {widest.key: estimate.residual}
     for name in AUTO_ORDER[:-1]:
-        narrow = search_estimate(problem, name, search=search, tol=tol, seed=seed)
+        narrow = search_estimate(problem, name, method=method, tol=tol, seed=seed)
         if not narrow.converged:
             tried[name] = narrow.residual
             continue
@@ -219,7 +235,7 @@ def auto_estimate(
             evaluations=solution.evaluations,
             alternatives=((solution.inv_scale, 0.0), *solution.alternatives),
         )
-        judged = judge(problem, widest.name, as_widest, search=search, tol=tol)
+        judged = judge(problem, widest.key, as_widest, method=method, tol=tol)
         if not judged.converged:
             return judged
         return _named(problem, judged, tol, tried)

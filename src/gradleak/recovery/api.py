@@ -8,7 +8,7 @@ from gradleak.client.observation import GradientObservation
 from gradleak.recovery.analytic import DEFAULT_TOL
 from gradleak.recovery.estimate import LabelEstimate
 from gradleak.recovery.last_layer import DEFAULT_RANK_TOL
-from gradleak.recovery.registry import build_method
+from gradleak.recovery.registry import METHODS, check_family
 from gradleak.recovery.scalar_search import ScalarSearch
 
 
@@ -19,7 +19,7 @@ def recover_from_last_layer(
     bias_grad: Tensor | None = None,
     *,
     family: str = "auto",
-    search: str = "fast",
+    method: str = "fast-search",
     tol: float = DEFAULT_TOL,
     rank_tol: float | None = DEFAULT_RANK_TOL,
     seed: int = 0,
@@ -27,29 +27,33 @@ def recover_from_last_layer(
     """Recover the soft label and feature from a last linear layer's weight and gradient.
 
     Paper: Wang, Liang & He, ICLR 2024, Sec. 4 (closed form with ``bias``/``bias_grad``; scalar
-    search pinned by the label ``family`` without). Shapes: ``weight``, ``weight_grad`` (C, m);
-    ``bias``, ``bias_grad`` (C,). Returns a `LabelEstimate`; ``converged=False`` and ``reason``
-    when no answer is supported by the gradient.
+    search pinned by the label ``family`` without). ``method`` is "fast-search" (ours) or
+    "paper-search". Shapes: ``weight``, ``weight_grad`` (C, m); ``bias``, ``bias_grad`` (C,).
+    Returns a `LabelEstimate`; ``converged=False`` and ``reason`` when no answer is supported
+    by the gradient.
     """
-    recovery = ScalarSearch(family=family, search=search, tol=tol, rank_tol=rank_tol, seed=seed)
-    return recovery.from_last_layer(weight, weight_grad, bias, bias_grad)
+    recovery = METHODS.build(method, tol=tol, rank_tol=rank_tol, seed=seed)
+    if not isinstance(recovery, ScalarSearch):
+        raise ValueError(
+            f"method={method!r} needs the whole observation: use recover_label(observation, "
+            "method=...); recover_from_last_layer runs fast-search or paper-search"
+        )
+    return recovery.from_last_layer(weight, weight_grad, bias, bias_grad, family=family)
 
 
 def recover_label(
     observation: GradientObservation,
     family: str = "auto",
     *,
-    method: str = "scalar-search",
+    method: str = "fast-search",
     **params,
 ) -> LabelEstimate:
     """Recover the client's label from an observation with a registered method.
 
-    ``method="scalar-search"`` (the paper's, default; ``search``, ``tol``, ``rank_tol``,
-    ``seed`` pass through) or ``"idlg"`` (hard-label baseline; ``family`` must be "hard" or
-    "auto").
+    ``method`` is a key of `METHODS` ("fast-search", the default, "paper-search", "idlg",
+    "gradinversion", "llg", "nonnegative"); ``params`` are its parameters (``tol``,
+    ``rank_tol``, ``seed`` for the searches). ``family`` must be one the method answers
+    (``METHODS[method].families``: the one-hot baselines answer "hard" and "auto").
     """
-    if method == "scalar-search":
-        params["family"] = family
-    elif family not in ("hard", "auto"):
-        raise ValueError(f"method={method!r} recovers hard labels only, got family={family!r}")
-    return build_method(method, **params).recover(observation)
+    check_family(method, family)
+    return METHODS.build(method, **params).recover(observation, family=family)

@@ -13,6 +13,7 @@ sign, and it recovers no feature.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -21,7 +22,7 @@ from gradleak.client.observation import GradientObservation
 from gradleak.recovery.counted_labels import counted_label_estimate
 from gradleak.recovery.estimate import LabelEstimate
 from gradleak.recovery.last_layer import as_array
-from gradleak.recovery.registry import register
+from gradleak.recovery.registry import METHODS, ONE_HOT
 
 
 def row_minima(weight_grad: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -29,7 +30,7 @@ def row_minima(weight_grad: torch.Tensor | np.ndarray) -> np.ndarray:
     return as_array("weight_grad", weight_grad, 2).min(axis=1).astype(np.float64)
 
 
-@register("gradinversion")
+@METHODS.register("gradinversion")
 @dataclass(frozen=True)
 class GradInversion:
     """Pick the ``num_samples`` classes whose weight-gradient rows have the most negative minima.
@@ -42,6 +43,8 @@ class GradInversion:
 
     Shapes: ``weight_grad`` (C, m) -> ``soft_label`` (C,).
     """
+
+    families: ClassVar[tuple[str, ...]] = ONE_HOT
 
     def from_last_layer(self, weight_grad: torch.Tensor, *, num_samples: int = 1) -> LabelEstimate:
         if num_samples < 1:
@@ -76,5 +79,6 @@ class GradInversion:
             diagnostics={"negative_rows": negative},
         )
 
-    def recover(self, observation: GradientObservation) -> LabelEstimate:
+    def recover(self, observation: GradientObservation, *, family: str = "hard") -> LabelEstimate:
+        del family  # the rule does not depend on it (``families`` declares what it accepts)
         return self.from_last_layer(observation.weight_grad, num_samples=observation.num_samples)

@@ -36,18 +36,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gradleak.families import FAMILIES
+
 #: A constrained class whose probability is below this multiple of its rounding slack is
 #: saturated away: its entry of y(t) is -t c_i for every t near the solution, so it no longer
 #: tells one scalar from another.
 SATURATION_FACTOR = 100.0
 
-#: Continuous parameters of each family's label: hard e_t; smoothing (1 - eps) e_t + eps / C;
-#: mixup (1 - eps)((1 - lam) e_a + lam e_b) + eps / C.
-FAMILY_PARAMETERS: dict[str, tuple[str, ...]] = {
-    "hard": (),
-    "smoothing": ("eps",),
-    "mixup": ("lam", "eps"),
-}
 #: The family whose bound ``family="auto"`` must meet: it contains the other two.
 LARGEST_FAMILY = "mixup"
 SCALE_MODES = ("known", "unknown")
@@ -71,15 +66,14 @@ class Identifiability:
 
 
 def _unknowns(family: str, *, scale: str, bias: bool) -> tuple[str, ...]:
-    if family not in FAMILY_PARAMETERS:
-        raise ValueError(f"family={family!r} is unknown; choose one of {sorted(FAMILY_PARAMETERS)}")
+    parameters = FAMILIES[family].parameters
     if scale not in SCALE_MODES:
         raise ValueError(f"scale={scale!r} is unknown; choose one of {SCALE_MODES}")
     scalar = () if bias else ("mu",)
     gradient_scale = ("k",) if scale == "unknown" else ()
     if bias and scale == "known":
         return ()  # y = softmax(W x + b) - dL/db: the label is read off, the family only names it
-    return (*scalar, *gradient_scale, *FAMILY_PARAMETERS[family])
+    return (*scalar, *gradient_scale, *parameters)
 
 
 def identifiability(

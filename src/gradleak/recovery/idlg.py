@@ -9,6 +9,7 @@ negative. It recovers a one-hot label only, and no feature.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -16,13 +17,15 @@ import torch
 from gradleak.client.observation import GradientObservation
 from gradleak.recovery.estimate import LabelEstimate
 from gradleak.recovery.last_layer import as_array
-from gradleak.recovery.registry import register
+from gradleak.recovery.registry import METHODS, ONE_HOT
 
 
-@register("idlg")
+@METHODS.register("idlg")
 @dataclass(frozen=True)
 class Idlg:
     """Pick the class whose weight-gradient row sums to the smallest (negative) value."""
+
+    families: ClassVar[tuple[str, ...]] = ONE_HOT
 
     def from_last_layer(self, weight_grad: torch.Tensor) -> LabelEstimate:
         rows = torch.from_numpy(
@@ -47,5 +50,6 @@ class Idlg:
             family_params={"target": target},
         )
 
-    def recover(self, observation: GradientObservation) -> LabelEstimate:
+    def recover(self, observation: GradientObservation, *, family: str = "hard") -> LabelEstimate:
+        del family  # the rule does not depend on it (``families`` declares what it accepts)
         return self.from_last_layer(observation.weight_grad)

@@ -148,22 +148,8 @@ def _rank_refusal(deviation: float, limit: float, input_eps: float) -> NotSingle
     )
 
 
-def prepare(
-    weight: Tensor | np.ndarray,
-    weight_grad: Tensor | np.ndarray,
-    bias: Tensor | np.ndarray | None = None,
-    bias_grad: Tensor | np.ndarray | None = None,
-    *,
-    rank_tol: float | None = DEFAULT_RANK_TOL,
-) -> LastLayerProblem:
-    """Check the inputs once and precompute W g_r and c in O(C m).
-
-    The row r is the one with the largest norm, |p_r - y_r| = max_i |p_i - y_i|, which keeps
-    |mu| >= 1 and the division by g_r well conditioned. ``rank_tol=None`` skips the rank-one
-    check (for deliberately noisy gradients); the check never demands more than
-    RANK_EPS_FACTOR times the epsilon of the dtype the gradient was given in.
-    """
-    check_rank_tol(rank_tol)
+def _checked(weight, weight_grad, bias, bias_grad) -> tuple:
+    """The four inputs as checked NumPy arrays (biases float64) and their coarsest dtype eps."""
     input_eps = max(dtype_eps(weight), dtype_eps(weight_grad))
     weight = as_array("weight", weight, 2)
     weight_grad = as_array("weight_grad", weight_grad, 2)
@@ -187,7 +173,26 @@ def prepare(
         for name, vector in (("bias", bias), ("bias_grad", bias_grad)):
             if vector.shape[0] != weight.shape[0]:
                 raise ValueError(f"{name} must have shape ({weight.shape[0]},), got {vector.shape}")
+    return weight, weight_grad, bias, bias_grad, input_eps
 
+
+def prepare(
+    weight: Tensor | np.ndarray,
+    weight_grad: Tensor | np.ndarray,
+    bias: Tensor | np.ndarray | None = None,
+    bias_grad: Tensor | np.ndarray | None = None,
+    *,
+    rank_tol: float | None = DEFAULT_RANK_TOL,
+) -> LastLayerProblem:
+    """Check the inputs once and precompute W g_r and c in O(C m).
+
+    The row r is the one with the largest norm, |p_r - y_r| = max_i |p_i - y_i|, which keeps
+    |mu| >= 1 and the division by g_r well conditioned. ``rank_tol=None`` skips the rank-one
+    check (for deliberately noisy gradients); the check never demands more than
+    RANK_EPS_FACTOR times the epsilon of the dtype the gradient was given in.
+    """
+    check_rank_tol(rank_tol)
+    weight, weight_grad, bias, bias_grad, input_eps = _checked(weight, weight_grad, bias, bias_grad)
     squared_norms = np.einsum("ij,ij->i", weight_grad, weight_grad, dtype=np.float64)
     row = int(np.argmax(squared_norms))
     if np.sqrt(squared_norms[row]) < _smallest_normal(weight_grad.dtype):

@@ -19,6 +19,7 @@ It cannot see soft labels (it always answers one-hot counts) and recovers no fea
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -27,7 +28,7 @@ from gradleak.client.observation import GradientObservation
 from gradleak.recovery.counted_labels import counted_label_estimate
 from gradleak.recovery.estimate import LabelEstimate
 from gradleak.recovery.last_layer import as_array
-from gradleak.recovery.registry import register
+from gradleak.recovery.registry import METHODS, ONE_HOT
 
 
 def llg_targets(row_sums: np.ndarray, num_samples: int) -> tuple[list[int], float]:
@@ -50,7 +51,7 @@ def llg_targets(row_sums: np.ndarray, num_samples: int) -> tuple[list[int], floa
     return sorted(targets), impact
 
 
-@register("llg")
+@METHODS.register("llg")
 @dataclass(frozen=True)
 class Llg:
     """LLG's labels for a batch of ``num_samples`` inputs from the weight-gradient row sums.
@@ -62,6 +63,8 @@ class Llg:
 
     Shapes: ``weight_grad`` (C, m) -> ``soft_label`` (C,).
     """
+
+    families: ClassVar[tuple[str, ...]] = ONE_HOT
 
     def from_last_layer(self, weight_grad: torch.Tensor, *, num_samples: int = 1) -> LabelEstimate:
         if num_samples < 1:
@@ -89,5 +92,6 @@ class Llg:
             diagnostics={"negative_rows": negative, "impact": impact},
         )
 
-    def recover(self, observation: GradientObservation) -> LabelEstimate:
+    def recover(self, observation: GradientObservation, *, family: str = "hard") -> LabelEstimate:
+        del family  # the rule does not depend on it (``families`` declares what it accepts)
         return self.from_last_layer(observation.weight_grad, num_samples=observation.num_samples)

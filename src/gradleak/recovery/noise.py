@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from gradleak.recovery.families import Family, constrained_mask, implied_labels, project
+from gradleak.families import LabelFamily
 from gradleak.recovery.last_layer import LastLayerProblem
+from gradleak.recovery.residual import constrained_mask, implied_labels, project
 
 #: Accept residuals up to this multiple of the floor.
 NOISE_FACTOR = 10.0
@@ -115,7 +116,7 @@ def label_sum_reason(precision: float, label: np.ndarray, probs: np.ndarray) -> 
 
 def noise_floor(
     problem: LastLayerProblem,
-    family: Family,
+    family: LabelFamily,
     inv_scale: np.ndarray,
     labels: np.ndarray,
     probs: np.ndarray,
@@ -143,7 +144,7 @@ def noise_floor(
 
 def acceptance_threshold(
     problem: LastLayerProblem,
-    family: Family,
+    family: LabelFamily,
     inv_scale: np.ndarray,
     labels: np.ndarray,
     probs: np.ndarray,
@@ -155,7 +156,7 @@ def acceptance_threshold(
 
 
 def threshold_at(
-    problem: LastLayerProblem, family: Family, inv_scale: np.ndarray, tol: float
+    problem: LastLayerProblem, family: LabelFamily, inv_scale: np.ndarray, tol: float
 ) -> np.ndarray:
     """`acceptance_threshold` where only t is known. Shapes: (T,) -> (T,)."""
     labels, probs = implied_labels(inv_scale, problem.logit_direction, problem.coupling)

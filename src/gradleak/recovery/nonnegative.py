@@ -12,21 +12,22 @@ Paper: Wang, Liang & He, ICLR 2024, Theorem 1 and the unknown-family discussion.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
 
 from gradleak.client.observation import GradientObservation
 from gradleak.recovery.estimate import LabelEstimate
-from gradleak.recovery.families import implied_labels
 from gradleak.recovery.last_layer import prepare
-from gradleak.recovery.registry import register
+from gradleak.recovery.registry import ATTACK_FAMILIES, METHODS
+from gradleak.recovery.residual import implied_labels
 
 #: Slack on 0 <= y_i <= 1 for float32 gradients.
 LABEL_SLACK = 1e-3
 
 
-@register("nonnegative")
+@METHODS.register("nonnegative")
 @dataclass(frozen=True)
 class NonNegative:
     """Scan t = 1/mu over ``grid_points`` log-spaced values of each sign in [-1, 1].
@@ -34,6 +35,8 @@ class NonNegative:
     ``converged`` only when every admissible label lies within ``agree_l1`` (l1) of the
     median admissible one; otherwise the spread is the reason. Shapes: ``soft_label`` (C,).
     """
+
+    families: ClassVar[tuple[str, ...]] = ATTACK_FAMILIES
 
     grid_points: int = 4000
     agree_l1: float = 1e-2
@@ -44,7 +47,8 @@ class NonNegative:
         if not self.agree_l1 > 0:
             raise ValueError(f"agree_l1 must be > 0, got {self.agree_l1}")
 
-    def recover(self, observation: GradientObservation) -> LabelEstimate:
+    def recover(self, observation: GradientObservation, *, family: str = "hard") -> LabelEstimate:
+        del family  # the rule does not depend on it (``families`` declares what it accepts)
         # A classifier bias would pin mu in closed form; this asks what the weight alone allows.
         problem = prepare(observation.weight, observation.weight_grad)
         magnitudes = np.logspace(-6, 0, self.grid_points // 2)

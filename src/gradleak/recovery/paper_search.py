@@ -15,10 +15,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from gradleak.recovery.families import Family, implied_labels, label_residual
-from gradleak.recovery.fast_search import polish
+from gradleak.families import LabelFamily
 from gradleak.recovery.last_layer import LastLayerProblem
 from gradleak.recovery.noise import threshold_at
+from gradleak.recovery.refine import polish
+from gradleak.recovery.residual import residual_at
 from gradleak.recovery.search_result import ScalarSolution
 
 BOUND = 100.0
@@ -27,7 +28,7 @@ STEPS = 200
 PLATEAU_STEPS = 10
 
 
-def _paper_loss(scale: torch.Tensor, u: torch.Tensor, c: torch.Tensor, family: Family):
+def _paper_loss(scale: torch.Tensor, u: torch.Tensor, c: torch.Tensor, family: LabelFamily):
     """1000 * variance of the constrained entries (zeros for "hard": mean square)."""
     labels = torch.softmax(scale[..., None] * u, dim=-1) - c / scale[..., None]
     others = torch.sort(labels, dim=-1).values[..., : labels.shape[-1] - family.free]
@@ -36,7 +37,7 @@ def _paper_loss(scale: torch.Tensor, u: torch.Tensor, c: torch.Tensor, family: F
     return 1000.0 * others.var(dim=-1)
 
 
-def _lbfgs(start: float, u, c, family: Family) -> tuple[float, float, int]:
+def _lbfgs(start: float, u, c, family: LabelFamily) -> tuple[float, float, int]:
     """One L-BFGS start; returns (mu, paper loss, evaluations). Stops on acceptance, a plateau
     of PLATEAU_STEPS steps without improvement, or STEPS steps."""
     scale = torch.tensor(start, dtype=torch.float64, requires_grad=True)
@@ -65,15 +66,12 @@ def _lbfgs(start: float, u, c, family: Family) -> tuple[float, float, int]:
     return float(scale.detach()), loss, evaluations
 
 
-def _relative_residual(scale: torch.Tensor, problem: LastLayerProblem, family: Family):
+def _relative_residual(scale: torch.Tensor, problem: LastLayerProblem, family: LabelFamily):
     """Our scale-aware residual at a batch of mu values. Shapes: (P,) -> (P,)."""
-    inv_scale = 1.0 / scale.numpy()
-    labels, _ = implied_labels(inv_scale, problem.logit_direction, problem.coupling)
-    norm = float(np.linalg.norm(problem.coupling))
-    return torch.from_numpy(label_residual(labels, inv_scale, norm, family))
+    return torch.from_numpy(residual_at(problem, family, 1.0 / scale.numpy()))
 
 
-def _swarm(problem: LastLayerProblem, family: Family, seed: int, particles=64, rounds=100):
+def _swarm(problem: LastLayerProblem, family: LabelFamily, seed: int, particles=64, rounds=100):
     """Particle swarm over [-100, -1] U [1, 100], both signs at once, seeded.
 
     Ours, not the paper's: particles move in z = log10(|mu| - 1), which resolves the saturated
@@ -108,7 +106,7 @@ def _swarm(problem: LastLayerProblem, family: Family, seed: int, particles=64, r
 
 
 def paper_search(
-    problem: LastLayerProblem, family: Family, *, tol: float, seed: int = 0
+    problem: LastLayerProblem, family: LabelFamily, *, tol: float, seed: int = 0
 ) -> ScalarSolution:
     """L-BFGS from +1 and -1, then a particle swarm; see the module docstring."""
     u = torch.from_numpy(problem.logit_direction)

@@ -1,34 +1,41 @@
-"""Registry of label-recovery methods: a kebab-case key -> a class with ``recover(observation)``."""
+"""Registry of label-recovery methods: a kebab-case key -> a class with ``recover``.
+
+Every method declares the attack families it answers (``families``) and is called as
+``recover(observation, family=...)``; `recover_label` checks the family against that
+declaration, so no caller special-cases a method by name.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from gradleak.client.observation import GradientObservation
 from gradleak.recovery.estimate import LabelEstimate
+from gradleak.registry import Registry
+
+#: Families an attacker can assume: the client's, or "auto" when it is hidden.
+ATTACK_FAMILIES = ("hard", "smoothing", "mixup", "auto")
+#: What a one-hot baseline answers to.
+ONE_HOT = ("hard", "auto")
 
 
 class LabelRecovery(Protocol):
-    def recover(self, observation: GradientObservation) -> LabelEstimate: ...
+    """A built method: its parameters fixed, the families it answers declared."""
+
+    key: ClassVar[str]
+    families: ClassVar[tuple[str, ...]]
+
+    def recover(self, observation: GradientObservation, *, family: str) -> LabelEstimate: ...
 
 
-METHODS: dict[str, type] = {}
+METHODS: Registry[type] = Registry("recovery method")
 
 
-def register(key: str) -> Callable[[type], type]:
-    def add(cls: type) -> type:
-        if key in METHODS:
-            raise ValueError(f"recovery method {key!r} is registered twice")
-        METHODS[key] = cls
-        cls.key = key
-        return cls
-
-    return add
-
-
-def build_method(key: str, **params) -> LabelRecovery:
-    """Instantiate a registered method by key with its parameters."""
-    if key not in METHODS:
-        raise ValueError(f"method={key!r} is unknown; choose one of {sorted(METHODS)}")
-    return METHODS[key](**params)
+def check_family(method: str, family: str) -> None:
+    """``family`` must be one ``method`` answers."""
+    families = METHODS[method].families
+    if family not in families:
+        raise ValueError(
+            f"method={method!r} answers the attack families {', '.join(families)}; got "
+            f"family={family!r}"
+        )

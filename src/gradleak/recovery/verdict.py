@@ -13,16 +13,11 @@ say which of those labels the client used.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
-from gradleak.recovery.families import (
-    Family,
-    constrained_mask,
-    implied_label_slope,
-    implied_labels,
-    label_residual,
-)
-from gradleak.recovery.fast_search import polish_many
+from gradleak.families import LabelFamily
 from gradleak.recovery.identifiability import SATURATION_FACTOR, scale_equations
 from gradleak.recovery.last_layer import LastLayerProblem
 from gradleak.recovery.noise import (
@@ -31,6 +26,13 @@ from gradleak.recovery.noise import (
     label_sum_reason,
     noise_floor,
     valid_at,
+)
+from gradleak.recovery.refine import polish_many
+from gradleak.recovery.residual import (
+    constrained_mask,
+    implied_label_slope,
+    implied_labels,
+    label_residual,
 )
 from gradleak.recovery.search_result import ScalarSolution
 
@@ -51,7 +53,7 @@ def label_at(problem: LastLayerProblem, inv_scale: float) -> tuple[np.ndarray, n
 
 
 def family_residual(
-    problem: LastLayerProblem, family: Family, label: np.ndarray, inv_scale: float
+    problem: LastLayerProblem, family: LabelFamily, label: np.ndarray, inv_scale: float
 ) -> float:
     """The family's relative residual of one label at t. Shapes: (C,) -> float."""
     norm = float(np.linalg.norm(problem.coupling))
@@ -80,11 +82,25 @@ def fit_reason(
     return ""
 
 
-def saturation_reason(
-    problem: LastLayerProblem, family: Family, inv_scale: float, threshold: float
-) -> str:
-    """Empty unless the softmax is so saturated at t that the family's equations no longer pin
-    the scalar (`identifiability.scale_equations`), else the refusal.
+class Saturation(NamedTuple):
+    """What still pins the scalar at t: ``equations`` (all ``linear`` or not), and the refusal
+    (``reason``) when nothing does. ``census``: one nonlinear equation, so the verdict needs
+    every root (`root_census`) before it can accept."""
+
+    equations: int
+    linear: bool
+    reason: str
+
+    @property
+    def census(self) -> bool:
+        return self.equations == 1 and not self.linear
+
+
+def saturation(
+    problem: LastLayerProblem, family: LabelFamily, inv_scale: float, threshold: float
+) -> Saturation:
+    """How many of the family's equations still move with the scale at t
+    (`identifiability.scale_equations`); none is a refusal.
 
     A class counts as frozen when p_i (or 1 - p_i) is within SATURATION_FACTOR times its own
     rounding, or so small that no change of it could move the relative residual past the
@@ -106,21 +122,21 @@ def saturation_reason(
         frozen_high=int(high.sum()),
         others_equal_zero=family.others_equal_zero,
     )
-    if equations >= 2 or (equations == 1 and linear):
-        return ""
-    what = "none" if equations == 0 else "one, nonlinear in the scale (it may have other roots)"
-    return (
-        f"not identifiable at this scalar: the softmax is saturated on {int((low | high).sum())} "
-        f"of the {int(mask.sum())} classes the {family.name} family constrains (p too close to "
-        "0 or 1 to be seen at this gradient's precision), so their entries are "
-        f"linear in the scale and the equations that still pin it are {what}; several labels "
-        "can fit"
-    )
+    reason = ""
+    if equations == 0:
+        reason = (
+            f"not identifiable at this scalar: the softmax is saturated on "
+            f"{int((low | high).sum())} of the {int(mask.sum())} classes the {family.key} family "
+            "constrains (p too close to 0 or 1 to be seen at this gradient's precision), so "
+            "their entries are linear in the scale and no equation pins it: a whole interval "
+            "of labels fits"
+        )
+    return Saturation(equations, linear, reason)
 
 
 def _is_rival(
     problem: LastLayerProblem,
-    family: Family,
+    family: LabelFamily,
     inv_scale: float,
     best_residual: float,
     known: list[np.ndarray],
@@ -166,12 +182,17 @@ def _neighbours(problem: LastLayerProblem, inv_scale: float) -> np.ndarray:
 
 
 def rivals(
-    problem: LastLayerProblem, family: Family, solution: ScalarSolution, label: np.ndarray
+    problem: LastLayerProblem,
+    family: LabelFamily,
+    solution: ScalarSolution,
+    label: np.ndarray,
+    *,
+    roots: np.ndarray | None = None,
 ) -> list[float]:
     """Scalars other than the solution's that fit as exactly but imply a different label
     (check 4): the search's other local solutions and the solution's neighbours (`_neighbours`,
     as probed and polished), each polished first so a genuine second root is judged on the
-    precision it can reach."""
+    precision it can reach; and ``roots``, every root a census found (already polished)."""
     starts = np.array([candidate for candidate, _ in solution.alternatives])
     neighbours = _neighbours(problem, solution.inv_scale)
     found: list[float] = []
@@ -179,6 +200,7 @@ def rivals(
         *polish_many(problem, family, starts),
         *neighbours,
         *polish_many(problem, family, neighbours),
+        *(() if roots is None else roots),
     ):
         known = [label, *(label_at(problem, rival)[0] for rival in found)]
         if _is_rival(problem, family, candidate, solution.residual, known):

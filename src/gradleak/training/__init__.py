@@ -1,6 +1,7 @@
 """Train networks with soft labels on local data, so attacks can target trained models."""
 
 from gradleak.training.augment import Augmentation, parse_augmentation
+from gradleak.training.facts import TrainingFacts
 from gradleak.training.trainer import (
     OPTIMIZERS,
     EpochStats,
@@ -16,6 +17,7 @@ __all__ = [
     "Augmentation",
     "EpochStats",
     "TrainingConfig",
+    "TrainingFacts",
     "TrainingResult",
     "evaluate",
     "parse_augmentation",

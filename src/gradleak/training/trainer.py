@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,11 +19,31 @@ from torch.nn import functional
 from tqdm import tqdm
 
 from gradleak.data import ImageSet
+from gradleak.registry import Registry
 from gradleak.training.augment import Augmentation
 
 logger = logging.getLogger(__name__)
 
-OPTIMIZERS = ("adam", "sgd")
+#: Optimizer key -> builder(parameters, config); the key names the torch class it builds.
+OPTIMIZERS: Registry[Callable[..., torch.optim.Optimizer]] = Registry("optimizer")
+
+
+@OPTIMIZERS.register("adamw")
+def _adamw(parameters, config: TrainingConfig) -> torch.optim.Optimizer:
+    """AdamW (decoupled weight decay): the default for LeNet and ResNet18 here."""
+    return torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
+
+
+@OPTIMIZERS.register("sgd")
+def _sgd(parameters, config: TrainingConfig) -> torch.optim.Optimizer:
+    """SGD with Nesterov momentum 0.9: the usual CIFAR recipe."""
+    return torch.optim.SGD(
+        parameters,
+        lr=config.learning_rate,
+        momentum=0.9,
+        nesterov=True,
+        weight_decay=config.weight_decay,
+    )
 
 
 @dataclass(frozen=True)
@@ -32,11 +53,11 @@ class TrainingConfig:
     ``crop_flip`` adds the usual CIFAR geometry (random 4-pixel-padded crop, horizontal flip).
     """
 
-    augmentation: Augmentation = field(default_factory=lambda: Augmentation("none"))
+    augmentation: Augmentation = field(default_factory=lambda: Augmentation("hard"))
     epochs: int = 15
     batch_size: int = 128
     learning_rate: float = 3e-3
-    optimizer: str = "adam"
+    optimizer: str = "adamw"
     weight_decay: float = 5e-4
     crop_flip: bool = False
     seed: int = 0
@@ -49,7 +70,9 @@ class TrainingConfig:
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+            raise ValueError(
+                f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
+            )
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
 
@@ -109,18 +132,37 @@ def _crop_flip(images: Tensor, generator: torch.Generator) -> Tensor:
     return out
 
 
-def _optimizer(model: nn.Module, config: TrainingConfig) -> torch.optim.Optimizer:
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(
-            model.parameters(),
-            lr=config.learning_rate,
-            momentum=0.9,
-            nesterov=True,
-            weight_decay=config.weight_decay,
-        )
-    return torch.optim.AdamW(
-        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+def _train_epoch(model, train_set: ImageSet, config: TrainingConfig, steppers, randomness, epoch,
+                 *, progress: bool) -> float:  # fmt: skip
+    """One pass over ``train_set`` in a seeded order; returns the mean training loss."""
+    optimizer, schedule = steppers
+    generator, rng = randomness
+    num_classes = int(model.architecture.num_classes)
+    model.train()
+    order = torch.randperm(len(train_set.labels), generator=generator)
+    total_loss = 0.0
+    batches = tqdm(
+        order.split(config.batch_size),
+        desc=f"epoch {epoch}/{config.epochs}",
+        disable=not progress,
+        leave=False,
     )
+    for batch in batches:
+        images = train_set.images[batch]
+        if config.crop_flip:
+            images = _crop_flip(images, generator)
+        inputs, targets = config.augmentation.targets(
+            train_set.normalise(images), train_set.labels[batch], num_classes, rng
+        )
+        loss = soft_cross_entropy(model(inputs), targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        batch_loss = float(loss.detach())
+        total_loss += batch_loss * len(batch)
+        batches.set_postfix(loss=f"{batch_loss:.3f}")
+    return total_loss / len(train_set.labels)
 
 
 def train_model(
@@ -130,11 +172,13 @@ def train_model(
     config: TrainingConfig,
     *,
     progress: bool = True,
+    on_epoch: Callable[[EpochStats], None] | None = None,
 ) -> TrainingResult:
     """Train ``model`` in place on ``train_set`` and report accuracy on ``test_set``.
 
     Targets come from ``config.augmentation`` (one-hot, smoothed or mixed), the loss is
-    `soft_cross_entropy`. Shuffling, crops and mixup partners are seeded by ``config.seed``;
+    `soft_cross_entropy`. ``on_epoch`` receives each epoch's `EpochStats` as it ends.
+    Shuffling, crops and mixup partners are seeded by ``config.seed``;
     the model is left in eval mode.
 
     Shapes: train_set.images (N, C, H, W) with labels (N,) in [0, num_classes).
@@ -147,7 +191,7 @@ def train_model(
         )
     generator = torch.Generator().manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    optimizer = _optimizer(model, config)
+    optimizer = OPTIMIZERS[config.optimizer](model.parameters(), config)
     steps_per_epoch = math.ceil(len(train_set.labels) / config.batch_size)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
         optimizer, T_max=config.epochs * steps_per_epoch
@@ -156,39 +200,16 @@ def train_model(
     start = time.perf_counter()
     for epoch in range(1, config.epochs + 1):
         epoch_start = time.perf_counter()
-        model.train()
-        order = torch.randperm(len(train_set.labels), generator=generator)
-        total_loss = 0.0
-        batches = tqdm(
-            order.split(config.batch_size),
-            desc=f"epoch {epoch}/{config.epochs}",
-            disable=not progress,
-            leave=False,
+        steppers, randomness = (optimizer, schedule), (generator, rng)
+        loss = _train_epoch(
+            model, train_set, config, steppers, randomness, epoch, progress=progress
         )
-        for batch in batches:
-            images = train_set.images[batch]
-            if config.crop_flip:
-                images = _crop_flip(images, generator)
-            inputs, targets = config.augmentation.targets(
-                train_set.normalise(images), train_set.labels[batch], num_classes, rng
-            )
-            loss = soft_cross_entropy(model(inputs), targets)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            batch_loss = float(loss.detach())
-            total_loss += batch_loss * len(batch)
-            batches.set_postfix(loss=f"{batch_loss:.3f}")
         accuracy = evaluate(model, test_set)
-        stats = EpochStats(
-            epoch=epoch,
-            train_loss=total_loss / len(train_set.labels),
-            test_accuracy=accuracy,
-            seconds=time.perf_counter() - epoch_start,
-        )
+        stats = EpochStats(epoch, loss, accuracy, time.perf_counter() - epoch_start)
         logger.info("epoch %d: loss %.4f, test accuracy %.4f", epoch, stats.train_loss, accuracy)
         history.append(stats)
+        if on_epoch is not None:
+            on_epoch(stats)
     model.eval()
     return TrainingResult(
         test_accuracy=history[-1].test_accuracy,

@@ -9,9 +9,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+#: A record as it is stored: the JSON object of a suite's record dataclass (`asdict`).
 Record = dict[str, Any]
+
+
+class SuiteCase(Protocol):
+    """What the runner needs of every suite's case type (a frozen dataclass)."""
+
+    @property
+    def name(self) -> str: ...
+
+    samples: int
 
 
 @dataclass(frozen=True)
@@ -23,7 +33,7 @@ class TrialTask:
     """
 
     suite: str
-    case: Any
+    case: SuiteCase
     trial: int
     seed: int
     model_seed: int
@@ -33,7 +43,7 @@ class TrialTask:
 class Suite:
     """A registered suite: ``run_trial(task) -> records`` and ``report(records, folder)``."""
 
-    name: str
+    key: str
     case_type: type
     run_trial: Callable[[TrialTask], list[Record]]
     report: Callable[[list[Record], Path], list[Path]]

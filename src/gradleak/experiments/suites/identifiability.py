@@ -13,18 +13,19 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 import gradleak
-from gradleak import labels
 from gradleak.experiments.suites.base import Record, TrialTask
 from gradleak.experiments.tables import markdown
+from gradleak.families import FAMILIES
 from gradleak.metrics.labels import label_l1
 from gradleak.output_files import write_atomic
+from gradleak.recovery import ATTACK_FAMILIES
 from gradleak.recovery.estimate import LabelEstimate
 from gradleak.recovery.identifiability import identifiability
 
@@ -37,41 +38,55 @@ class IdentifiabilityTrials:
     """Random last-layer problems: C classes, the client's and the attacker's families."""
 
     num_classes: int
-    family: str
+    label_family: str
     attack_family: str
     samples: int = 2000
     feature_dim: int = 64
     bias: bool = False
     dtype: str = "float32"
-    label: str = ""
+    title: str = ""
 
     def __post_init__(self) -> None:
         if self.samples < 1 or self.feature_dim < 1 or self.num_classes < 2:
             raise ValueError("samples and feature_dim must be >= 1 and num_classes >= 2")
-        if self.family not in ("hard", "smoothing", "mixup"):
-            raise ValueError(f"family={self.family!r}: choose hard, smoothing or mixup")
-        if self.attack_family not in ("hard", "smoothing", "mixup", "auto"):
-            raise ValueError(f"attack_family={self.attack_family!r}: hard/smoothing/mixup/auto")
+        if self.label_family not in FAMILIES:
+            raise ValueError(
+                f"label_family={self.label_family!r}: choose one of {', '.join(FAMILIES)}"
+            )
+        if self.attack_family not in ATTACK_FAMILIES:
+            raise ValueError(
+                f"attack_family={self.attack_family!r}: choose one of {', '.join(ATTACK_FAMILIES)}"
+            )
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype={self.dtype!r}: choose one of {sorted(DTYPES)}")
 
     @property
     def name(self) -> str:
-        if self.label:
-            return self.label
+        if self.title:
+            return self.title
         bias = " bias" if self.bias else ""
-        return f"C={self.num_classes} {self.family} as {self.attack_family}{bias} {self.dtype}"
+        return (
+            f"C={self.num_classes} {self.label_family} as {self.attack_family}{bias} {self.dtype}"
+        )
 
 
-def _draw_label(family: str, num_classes: int, rng: np.random.Generator):
-    first = int(rng.integers(num_classes))
-    if family == "hard":
-        return labels.one_hot(first, num_classes)
-    if family == "smoothing":
-        return labels.smoothing(first, num_classes, float(rng.uniform(0, 0.5)))
-    second = int((first + 1 + rng.integers(num_classes - 1)) % num_classes)
-    eps = float(rng.uniform(0, 0.3)) if rng.random() < 0.5 else 0.0
-    return labels.mixup(first, second, float(rng.uniform(0, 1)), num_classes, eps)
+@dataclass(frozen=True)
+class IdentifiabilityRecord:
+    """One random client's answer: accepted or refused (and the reason's first words)."""
+
+    case: str
+    trial: int
+    seed: int
+    num_classes: int
+    label_family: str
+    attack_family: str
+    bias: bool
+    dtype: str
+    converged: bool
+    l1: float | None
+    correct: bool
+    found_family: str
+    reason: str
 
 
 def draw_problem(case: IdentifiabilityTrials, rng: np.random.Generator):
@@ -87,7 +102,7 @@ def draw_problem(case: IdentifiabilityTrials, rng: np.random.Generator):
     if rng.random() < 0.5:
         features = features.abs()
     bias = torch.from_numpy(rng.normal(size=classes)).to(dtype) if case.bias else None
-    truth = _draw_label(case.family, classes, rng).probabilities.to(dtype)
+    truth = FAMILIES[case.label_family].random(classes, rng).probabilities.to(dtype)
     logits = weight @ features + (0 if bias is None else bias)
     logit_grad = torch.softmax(logits, dim=-1) - truth
     return weight, torch.outer(logit_grad, features), bias, logit_grad if case.bias else None, truth
@@ -108,23 +123,22 @@ def run_trial(task: TrialTask) -> list[Record]:
             case.num_classes, reason=f"refused: {error}", method="-", family="none"
         )
     l1 = label_l1(estimate.soft_label, truth) if estimate.converged else None
-    return [
-        {
-            "case": case.name,
-            "trial": task.trial,
-            "seed": task.seed,
-            "num_classes": case.num_classes,
-            "family": case.family,
-            "attack_family": case.attack_family,
-            "bias": case.bias,
-            "dtype": case.dtype,
-            "converged": bool(estimate.converged),
-            "l1": l1,
-            "correct": l1 is not None and l1 < SUCCESS_L1,
-            "found_family": estimate.family,
-            "reason": re.split(r"[:(,]", estimate.reason)[0].strip(),
-        }
-    ]
+    record = IdentifiabilityRecord(
+        case=case.name,
+        trial=task.trial,
+        seed=task.seed,
+        num_classes=case.num_classes,
+        label_family=case.label_family,
+        attack_family=case.attack_family,
+        bias=case.bias,
+        dtype=case.dtype,
+        converged=bool(estimate.converged),
+        l1=l1,
+        correct=l1 is not None and l1 < SUCCESS_L1,
+        found_family=estimate.family,
+        reason=re.split(r"[:(,]", estimate.reason)[0].strip(),
+    )
+    return [asdict(record)]
 
 
 def summarise(records: list[Record]) -> list[dict]:
@@ -161,7 +175,7 @@ def by_class_count(records: list[Record]) -> str:
     accepts" of N, the compact form of `summarise`."""
     cells: dict[tuple[int, str], list[Record]] = defaultdict(list)
     for record in records:
-        column = f"{record['family']} as {record['attack_family']}"
+        column = f"{record['label_family']} as {record['attack_family']}"
         cells[(record["num_classes"], column)].append(record)
     columns = list(dict.fromkeys(column for _, column in cells))
     lines = [

@@ -8,18 +8,19 @@ away from the true mu (Wang, Liang & He, ICLR 2024, Sec. 4.2 and Fig. 2).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 import gradleak
 from gradleak.experiments.case_checks import check_client_setting
-from gradleak.experiments.label_cases import draw_trial
 from gradleak.experiments.suites import resources
 from gradleak.experiments.suites.base import Record, TrialTask
-from gradleak.recovery.families import FAMILIES, implied_labels, label_residual
+from gradleak.families import FAMILIES, draw_trial
+from gradleak.output_files import write_atomic
 from gradleak.recovery.last_layer import prepare
+from gradleak.recovery.residual import residual_at
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ class LandscapeTrials:
     model: str
     dataset: str
     num_classes: int
-    family: str
+    label_family: str
     samples: int = 3
     init: str = "default"
     grid_points: int = 4000
@@ -37,7 +38,7 @@ class LandscapeTrials:
     checkpoint: str = ""
     data_root: str = ""
     image_size: int = 0
-    label: str = ""
+    title: str = ""
 
     def __post_init__(self) -> None:
         if self.samples < 1 or self.per_model < 1:
@@ -51,17 +52,32 @@ class LandscapeTrials:
 
     @property
     def name(self) -> str:
-        if self.label:
-            return self.label
-        return f"{self.model} ({self.init}) {self.dataset} C={self.num_classes} {self.family}"
+        if self.title:
+            return self.title
+        return f"{self.model} ({self.init}) {self.dataset} C={self.num_classes} {self.label_family}"
+
+
+@dataclass(frozen=True)
+class LandscapeRecord:
+    """One client's residual curve against mu, its true and found mu, and its local minima."""
+
+    case: str
+    trial: int
+    seed: int
+    label_family: str
+    true_scale: float
+    found_scale: float
+    converged: bool
+    scales: list[float]
+    residuals: list[float]
+    zoom_scales: list[float]
+    zoom_residuals: list[float]
+    local_minima: list[dict[str, float]]
 
 
 def residual_curve(problem, family: str, scales: np.ndarray) -> np.ndarray:
     """The family's relative residual at each mu. Shapes: (S,) -> (S,)."""
-    inv_scale = 1.0 / scales
-    labels, _ = implied_labels(inv_scale, problem.logit_direction, problem.coupling)
-    norm = float(np.linalg.norm(problem.coupling))
-    return label_residual(labels, inv_scale, norm, FAMILIES[family])
+    return residual_at(problem, FAMILIES[family], 1.0 / scales)
 
 
 def local_minima(values: np.ndarray, *, window: int = 20, depth: float = 0.5) -> np.ndarray:
@@ -81,35 +97,38 @@ def run_trial(task: TrialTask) -> list[Record]:
     """One client: its true mu, the recovered mu and the residual curve."""
     case: LandscapeTrials = task.case
     images, model = resources.client_setting(case, task.model_seed)
-    inputs, label = draw_trial(case, images, np.random.default_rng(task.seed))
+    rng = np.random.default_rng(task.seed)
+    inputs, label = draw_trial(case.label_family, images, case.num_classes, rng)
     observation, secret = gradleak.simulate_client_step(model, inputs, label)
     problem = prepare(observation.weight, observation.weight_grad)
     row = observation.weight_grad[problem.row].double()
     true_scale = float(secret.features[0].double() @ row / (row @ row))
-    estimate = gradleak.recover_label(observation, family=case.family)
+    estimate = gradleak.recover_label(observation, family=case.label_family)
     half = case.grid_points // 2
     magnitudes = np.logspace(0, 4, half)
     scales = np.concatenate([-magnitudes[::-1], magnitudes])
     zoom = true_scale * (1 + np.linspace(-0.05, 0.05, 201))
-    curve = residual_curve(problem, case.family, scales)
+    curve = residual_curve(problem, case.label_family, scales)
     minima = local_minima(curve)
     return [
-        {
-            "case": case.name,
-            "trial": task.trial,
-            "seed": task.seed,
-            "family": case.family,
-            "true_scale": true_scale,
-            "found_scale": estimate.scale,
-            "converged": bool(estimate.converged),
-            "scales": scales.tolist(),
-            "residuals": curve.tolist(),
-            "zoom_scales": zoom.tolist(),
-            "zoom_residuals": residual_curve(problem, case.family, zoom).tolist(),
-            "local_minima": [
-                {"scale": float(scales[i]), "residual": float(curve[i])} for i in minima
-            ],
-        }
+        asdict(
+            LandscapeRecord(
+                case=case.name,
+                trial=task.trial,
+                seed=task.seed,
+                label_family=case.label_family,
+                true_scale=true_scale,
+                found_scale=estimate.scale,
+                converged=bool(estimate.converged),
+                scales=scales.tolist(),
+                residuals=curve.tolist(),
+                zoom_scales=zoom.tolist(),
+                zoom_residuals=residual_curve(problem, case.label_family, zoom).tolist(),
+                local_minima=[
+                    {"scale": float(scales[i]), "residual": float(curve[i])} for i in minima
+                ],
+            )
+        )
     ]
 
 
@@ -130,6 +149,6 @@ def report(records: list[Record], folder: Path) -> list[Path]:
             f"| {record['case']} | {record['trial']} | {record['true_scale']:.6g} | "
             f"{record['found_scale']:.6g} | {minima} |"
         )
-    (folder / "table.md").write_text("\n".join(lines) + "\n")
+    write_atomic(folder / "table.md", "\n".join(lines) + "\n")
     figure = landscape_figure(records, folder / "landscape.png")
     return [folder / "table.md", figure]

@@ -1,4 +1,4 @@
-"""Label families as constraints on the implied label y(t), vectorised over candidate scalars.
+"""The one residual evaluator: implied labels y(t) and a family's constraint residual at t.
 
 Paper: Wang, Liang & He, ICLR 2024, Sec. 4.2. We search t = 1 / mu = p_r - y_r, which lies in
 [-1, 0) U (0, 1] because |mu| >= 1; the degenerate limit |mu| -> infinity becomes t -> 0.
@@ -6,37 +6,21 @@ In t the implied label (their Eq. for y_i(mu)) reads
 
     y(t) = softmax(W g_r / t + b) - t * c,        dy/dt = -p * (u - <p, u>) / t^2 - c,
 
-with u = W g_r. Each family constrains all entries but its ``free`` largest ones:
-hard: the others are 0; smoothing: the C-1 others are equal; mixup: the C-2 others are equal.
+with u = W g_r. Each family constrains all entries but its ``free`` largest ones (hard: the
+others are 0; smoothing: the C-1 others are equal; mixup: the C-2 others are equal), and the
+relative residual ||deviation|| / ||p - y|| measures how far y(t) is from the family. Every
+search, the verdict and the loss-landscape figure evaluate it here; all of it is vectorised
+over many t.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class Family:
-    """A label family: how many largest entries are free and what the others must satisfy.
-
-    How many classes it needs to be identifiable is `identifiability.identifiability`'s count.
-    """
-
-    name: str
-    free: int
-    others_equal_zero: bool
-
-
-FAMILIES: dict[str, Family] = {
-    "hard": Family("hard", free=1, others_equal_zero=True),
-    "smoothing": Family("smoothing", free=1, others_equal_zero=False),
-    "mixup": Family("mixup", free=2, others_equal_zero=False),
-}
-
-#: Order in which ``family="auto"`` tries them: simplest first.
-AUTO_ORDER = ("hard", "smoothing", "mixup")
+from gradleak.families import LabelFamily
+from gradleak.recovery.last_layer import LastLayerProblem
 
 
 def implied_labels(
@@ -58,7 +42,7 @@ def implied_label_slope(
     return -probs * centred / inv_scale[:, None] ** 2 - coupling[None, :]
 
 
-def constrained_mask(labels: np.ndarray, family: Family) -> np.ndarray:
+def constrained_mask(labels: np.ndarray, family: LabelFamily) -> np.ndarray:
     """True on the entries the family constrains (all but the ``free`` largest). (T, C).
 
     Repeated argmax, not argpartition: for one or two free entries it is several times faster.
@@ -73,7 +57,7 @@ def constrained_mask(labels: np.ndarray, family: Family) -> np.ndarray:
     return mask
 
 
-def project(values: np.ndarray, mask: np.ndarray, family: Family) -> np.ndarray:
+def project(values: np.ndarray, mask: np.ndarray, family: LabelFamily) -> np.ndarray:
     """Deviation of the constrained entries from what the family allows; 0 elsewhere. (T, C).
 
     Linear in ``values`` for a fixed mask, so it maps y to the residual and dy/dt to its slope.
@@ -97,24 +81,44 @@ def relative_residual(
 
 
 def label_residual(
-    labels: np.ndarray, inv_scale: np.ndarray, coupling_norm: float, family: Family
+    labels: np.ndarray, inv_scale: np.ndarray, coupling_norm: float, family: LabelFamily
 ) -> np.ndarray:
     """The family's relative residual of given labels. Shapes: (T, C), (T,) -> (T,)."""
     deviation = project(labels, constrained_mask(labels, family), family)
     return relative_residual(deviation, inv_scale, coupling_norm)
 
 
-def family_params(label: np.ndarray, family: Family) -> dict[str, float | int]:
-    """Read the family's parameters off a recovered label (target, eps, classes, lam)."""
-    order = np.argsort(label)[::-1]
-    num_classes = label.shape[0]
-    others = label[order[family.free :]]
-    shared = 0.0 if family.others_equal_zero else float(others.mean())
-    if family.name == "hard":
-        return {"target": int(order[0])}
-    eps = num_classes * shared
-    if family.name == "smoothing":
-        return {"target": int(order[0]), "eps": eps}
-    first, second = label[order[0]] - shared, label[order[1]] - shared
-    lam = float(second / (first + second)) if first + second > 0 else float("nan")
-    return {"a": int(order[0]), "b": int(order[1]), "lam": lam, "eps": eps}
+class ResidualState(NamedTuple):
+    """The implied label and its family residual at a batch of scalars. Shapes: (K,), (K, C)."""
+
+    inv_scale: np.ndarray
+    labels: np.ndarray
+    probs: np.ndarray
+    mask: np.ndarray
+    deviation: np.ndarray
+    residual: np.ndarray
+
+
+class Evaluator:
+    """Evaluates the residual of one problem and family; counts evaluations."""
+
+    def __init__(self, problem: LastLayerProblem, family: LabelFamily) -> None:
+        self.problem, self.family = problem, family
+        self.coupling_norm = float(np.linalg.norm(problem.coupling))
+        self.count = 0
+
+    def __call__(self, inv_scale: np.ndarray) -> ResidualState:
+        self.count += inv_scale.size
+        problem, family = self.problem, self.family
+        labels, probs = implied_labels(inv_scale, problem.logit_direction, problem.coupling)
+        mask = constrained_mask(labels, family)
+        deviation = project(labels, mask, family)
+        residual = relative_residual(deviation, inv_scale, self.coupling_norm)
+        return ResidualState(inv_scale, labels, probs, mask, deviation, residual)
+
+
+def residual_at(
+    problem: LastLayerProblem, family: LabelFamily, inv_scale: np.ndarray
+) -> np.ndarray:
+    """The family's relative residual at each t. Shapes: (T,) -> (T,)."""
+    return Evaluator(problem, family)(np.asarray(inv_scale, dtype=np.float64)).residual
