@@ -15,5 +15,6 @@ for augment in smoothing:0.1 mixup:1; do
     gradleak train --model resnet18 --dataset fashion-mnist --augment "$augment" --epochs 1 \
       --train-limit 20000 --lr 2e-3 --out "$out/resnet18-fashion-mnist-$name.safetensors"
 done
-gradleak bench labels --trained "$out"/*.safetensors --trained-only --samples 1000 \
-  --paper-samples 200
+# The trained rows: each model attacked with the family it was trained with, on test images it
+# never saw (the config names these checkpoints under checkpoints/).
+[ "$out" = checkpoints ] && gradleak run table2-trained

@@ -271,15 +271,21 @@ def test_family_below_its_identifiable_class_count_is_refused(
 
 def test_two_classes_are_fine_with_a_bias() -> None:
     small = random_problem(one_hot_vector(1, 2), M, seed=2, bias=True)
-    estimate = recover_from_last_layer(*small.last_layer(), family="hard")
+    unknown = recover_from_last_layer(*small.last_layer(), family="hard")
+    assert not unknown.converged and "C >= 3" in unknown.reason  # k is one more unknown
+    estimate = recover_from_last_layer(*small.last_layer(), family="hard", scale="known")
     assert estimate.converged, estimate.reason
     assert np.abs(estimate.soft_label.numpy() - small.label).sum() < 1e-9
 
 
-def test_smallest_identifiable_class_counts_are_accepted() -> None:
+@pytest.mark.parametrize("scale", ["known", "unknown"])
+def test_smallest_identifiable_class_counts_are_accepted(scale: str) -> None:
+    extra = scale == "unknown"  # the gradient scale k is one more unknown: one more class
     for family, num_classes in (("hard", 3), ("smoothing", 4), ("mixup", 5)):
-        small = _rank_one(num_classes)
-        estimate = recover_from_last_layer(small.weight, small.weight_grad, family=family)
+        small = _rank_one(num_classes + extra)
+        estimate = recover_from_last_layer(
+            small.weight, small.weight_grad, family=family, scale=scale
+        )
         assert estimate.family == family
         assert estimate.converged, estimate.reason
         assert np.abs(estimate.soft_label.numpy() - small.label).sum() < 1e-8

@@ -246,10 +246,16 @@ def test_resnet18_smoothing_recovery(image) -> None:
     for name, buffer in model.named_buffers():
         assert torch.equal(buffer, buffers[name]), name
     assert observation.weight_grad.shape == (10, 512)
-    estimate = recover_label(observation, "smoothing")
+    # An untrained ResNet18's softmax is nearly flat: at an unknown gradient scale the scale is
+    # then confounded with mixing the label toward uniform (docs/client-updates.md), so only
+    # a refusal or the right label may come back; at the known scale it is recovered.
+    unknown = recover_label(observation, "smoothing")
+    truth = secret.soft_label[0].double()
+    assert not unknown.converged or float((unknown.soft_label - truth).abs().sum()) < 1e-3
+    estimate = recover_label(observation, "smoothing", scale="known")
     assert estimate.converged, estimate.reason
     assert float((estimate.soft_label - secret.soft_label[0].double()).abs().sum()) < 1e-3
     assert _relative(estimate.features, secret.features[0]) < 1e-3
     assert estimate.family_params["target"] == 3
     assert estimate.family_params["eps"] == pytest.approx(0.1, abs=1e-3)
-    assert recover_label(observation).family == "smoothing"
+    assert recover_label(observation, scale="known").family == "smoothing"

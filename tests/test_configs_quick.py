@@ -54,12 +54,13 @@ GOLDEN = Path(__file__).parent / "golden" / "quick-suites.json"
 
 
 def _golden_summary(records: list[dict]) -> dict[str, dict[str, int]]:
-    """Counts per (case, method or variant): trials, answers right, false accepts, refusals
-    (label suites), not converged and exact 8-bit images (reconstruction)."""
+    """Counts per (case, method or variant, gradient-scale mode): trials, answers right, false
+    accepts, refusals (label suites), not converged and exact 8-bit images (reconstruction)."""
     summary: dict[str, dict[str, int]] = {}
     for record in records:
         who = record.get("method") or record.get("variant") or "-"
-        row = summary.setdefault(f"{record['case']} | {who}", {"N": 0})
+        scale = f" | {record['scale']} scale" if "scale" in record else ""
+        row = summary.setdefault(f"{record['case']} | {who}{scale}", {"N": 0})
         row["N"] += 1
         if "correct" in record:
             key = (

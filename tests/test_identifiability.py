@@ -11,9 +11,15 @@ import pytest
 import torch
 
 from gradleak import recover_from_last_layer
+from gradleak.cli.run import CASE_TYPES
+from gradleak.experiments.config import load_config
 from gradleak.experiments.seeds import trial_seed
 from gradleak.experiments.suites.base import TrialTask
-from gradleak.experiments.suites.identifiability import IdentifiabilityTrials, run_trial
+from gradleak.experiments.suites.identifiability import (
+    IdentifiabilityTrials,
+    draw_problem,
+    run_trial,
+)
 from gradleak.recovery.identifiability import identifiability
 from gradleak.recovery.last_layer import NotSingleInputError
 from lastlayer_problems import random_problem, smoothing_vector
@@ -107,7 +113,7 @@ def test_a_gradient_whose_rows_do_not_sum_to_zero_is_refused() -> None:
     for family in ("hard", "smoothing", "mixup", "auto"):
         estimate = recover_from_last_layer(weight, weight_grad, family=family)
         assert not estimate.converged, (family, float(estimate.soft_label.sum()))
-    estimate = recover_from_last_layer(weight, weight_grad, family="smoothing")
+    estimate = recover_from_last_layer(weight, weight_grad, family="smoothing", scale="known")
     assert "sum to zero" in estimate.reason, estimate.reason
 
 
@@ -129,7 +135,7 @@ def test_low_precision_gradients_are_judged_at_their_own_precision(dtype) -> Non
     estimate = recover_from_last_layer(weight, weight_grad, family="smoothing")
     assert estimate.diagnostics["precision"] >= torch.finfo(dtype).eps
     if not estimate.converged:
-        assert "precision" in estimate.reason and "tol" in estimate.reason
+        assert "precision" in estimate.reason or estimate.reason.startswith("ambiguous")
     else:
         assert float((estimate.soft_label - torch.from_numpy(problem.label)).abs().sum()) < 0.1
     loose = recover_from_last_layer(weight, weight_grad, family="smoothing", tol=0.5)
@@ -167,3 +173,17 @@ def test_meta_tensors_are_refused_naming_the_argument() -> None:
     weight = torch.empty(10, 4, device="meta")
     with pytest.raises(ValueError, match=r"weight.*meta"):
         recover_from_last_layer(weight, torch.ones(10, 4))
+
+
+def test_a_flat_softmax_at_an_unknown_scale_is_refused() -> None:
+    """The one false accept of the first unknown-scale sweep (C = 6, hard label, family="auto"):
+    the client's softmax was one-hot at its own label in float32, so p - y, and the gradient,
+    are rounding; every reachable logit u / t is ~1e-13, p(t) = U for every t, and the whole
+    path (1 - lam) U + lam y fits. It came back as the uniform label, "converged"."""
+    config = load_config("identifiability", case_types=CASE_TYPES)
+    case = next(c for c in config.cases if c.name == "C=6 hard as auto unknown scale float32")
+    weight, weight_grad, _, _, truth = draw_problem(case, np.random.default_rng(2082517525))
+    for family in ("auto", "smoothing", "mixup"):
+        estimate = recover_from_last_layer(weight, weight_grad, family=family, scale="unknown")
+        assert not estimate.converged, (family, estimate.soft_label, truth)
+        assert "flat" in estimate.reason or "no scalar fits" in estimate.reason

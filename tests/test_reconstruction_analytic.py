@@ -132,7 +132,7 @@ def test_tiny_fcn_inversion_is_exact(seed: int, bias: bool) -> None:
 @pytest.mark.parametrize("family", ["smoothing", "mixup"])
 def test_tiny_fcn_inversion_from_recovered_label(family: str) -> None:
     model, observation, secret = _tiny_case(3, family=family)
-    estimate = gradleak.recover_label(observation, family=family)
+    estimate = gradleak.recover_label(observation, family=family, scale="known")
     assert estimate.converged, estimate.reason
     result = reconstruct(observation, model, "analytic-fc", labels=estimate, input_shape=TINY_SHAPE)
     assert result.converged, result.reason
@@ -181,7 +181,7 @@ def test_fcn4_reaches_45_db_from_recovered_labels(imagenet64, fcn4, family, inde
     generator = torch.Generator().manual_seed(index)
     inputs, label = _fcn4_label(family, imagenet64, index, generator)
     observation, secret = gradleak.simulate_client_step(fcn4, inputs, label)
-    estimate = gradleak.recover_label(observation, family=family)
+    estimate = gradleak.recover_label(observation, family=family, scale="known")
     assert estimate.converged, estimate.reason
     result = reconstruct(observation, fcn4, "analytic-fc", labels=estimate)
     assert result.converged, result.reason

@@ -206,9 +206,15 @@ def test_bias_closed_form_is_exact(family: str, sign: str) -> None:
 
 
 def test_bias_closed_form_recovers_a_label_outside_every_family() -> None:
+    """A free label (e.g. distillation targets) is read off the bias gradient when the scale is
+    known; at an unknown scale it is one more unknown with nothing to pin it: refused."""
     label = np.random.default_rng(8).dirichlet(np.ones(C))
     problem = random_problem(label, M, seed=8, bias=True, sign="negative")
-    estimate = recover_from_last_layer(*problem.last_layer())
+    unknown = recover_from_last_layer(*problem.last_layer())
+    assert not unknown.converged and (
+        "no mixup label" in unknown.reason or "[0, 1]" in unknown.reason
+    )
+    estimate = recover_from_last_layer(*problem.last_layer(), scale="known")
     assert estimate.converged, estimate.reason
     assert estimate.family == "unknown"
     assert l1(estimate.soft_label, label) < 1e-9
@@ -368,7 +374,11 @@ def test_saturated_softmax_is_recovered_or_refused(
     """
     problem = _saturated(label_of_order, seed)
     assert 1.0 - abs(problem.inv_scale) < 1e-6
-    estimate = recover_from_last_layer(problem.weight, problem.weight_grad, family=family)
+    unknown = recover_from_last_layer(problem.weight, problem.weight_grad, family=family)
+    assert not unknown.converged or l1(unknown.soft_label, problem.label) < 1e-6
+    estimate = recover_from_last_layer(
+        problem.weight, problem.weight_grad, family=family, scale="known"
+    )
     if identified:
         _assert_recovered(estimate, problem)
         assert estimate.family == family
@@ -405,7 +415,9 @@ def test_a_saturated_continuum_of_labels_is_ambiguous(target_rank: int) -> None:
     weight_grad = torch.outer(probs - torch.from_numpy(label).float(), features32)
     unique = () if target_rank == 1 else ("smoothing",)
     for family in ("smoothing", "mixup", "auto"):
-        estimate = recover_from_last_layer(weight32, weight_grad, family=family)
+        estimate = recover_from_last_layer(weight32, weight_grad, family=family, scale="known")
+        unknown = recover_from_last_layer(weight32, weight_grad, family=family)
+        assert not unknown.converged or l1(unknown.soft_label, label) < 1e-5
         if family in unique:
             assert estimate.converged, estimate.reason
             assert l1(estimate.soft_label, label) < 1e-5

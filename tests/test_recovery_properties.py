@@ -52,17 +52,23 @@ def _check(problem, family: str) -> None:
     "not identifiable" below the class count where equations outnumber unknowns (a bias
     removes that bound), "ambiguous" when a rival root is seen above it.
     """
-    estimate = recover_from_last_layer(*problem.last_layer(), family=family)
-    count = identifiability(problem.num_classes, family, bias=problem.bias is not None)
-    if not count.identifiable:
-        assert not estimate.converged and estimate.reason == count.reason
-        return
-    if not estimate.converged:
-        assert estimate.reason.startswith("ambiguous"), estimate.reason
-        assert len(estimate.diagnostics["rival_scales"]) >= 1
-        return
-    assert l1(estimate.soft_label, problem.label) < 1e-6
-    assert relative_error(estimate.features, problem.features) < 1e-6
+    for scale in ("known", "unknown"):
+        estimate = recover_from_last_layer(*problem.last_layer(), family=family, scale=scale)
+        count = identifiability(
+            problem.num_classes, family, scale=scale, bias=problem.bias is not None
+        )
+        if not count.identifiable:
+            assert not estimate.converged and estimate.reason == count.reason
+            continue
+        if not estimate.converged:
+            # Unknown scale: a nearly linear softmax confounds the scale with the label's
+            # mixing with uniform (docs/client-updates.md), so more refusals, never a guess.
+            allowed = ("ambiguous", "not identifiable") + (("no ",) if scale == "unknown" else ())
+            assert estimate.reason.startswith(allowed), (scale, estimate.reason)
+            continue
+        assert l1(estimate.soft_label, problem.label) < 1e-6, scale
+        if scale == "known" or estimate.features is not None:
+            assert relative_error(estimate.features, problem.features) < 1e-6, scale
 
 
 @PROPERTY

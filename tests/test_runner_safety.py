@@ -27,6 +27,7 @@ import torch
 from gradleak.cli.main import main
 from gradleak.cli.report import write_report
 from gradleak.experiments.config import ExperimentConfig, load_config
+from gradleak.experiments.records import unique_records
 from gradleak.experiments.runner import run_experiment
 from gradleak.experiments.suites import CASE_TYPES, SUITES
 from gradleak.experiments.suites.base import Suite
@@ -307,6 +308,14 @@ def test_report_keeps_the_first_of_duplicated_records_and_says_so(
     assert (out / "table.md").read_text() == reference
     assert "4 duplicate" in caplog.text
     assert "ignored 4 duplicate records" in capsys.readouterr().out
+
+
+def test_records_at_both_gradient_scales_are_not_duplicates() -> None:
+    """A label trial runs each method at every listed scale: same case, trial and method."""
+    known = {"case": "c", "trial": 0, "method": "fast-search", "scale": "known"}
+    unknown = {**known, "scale": "unknown"}
+    records, repeats = unique_records([known, unknown, dict(known)])
+    assert records == [known, unknown] and repeats == 1
 
 
 # --- 7. workers die with their parent ---------------------------------------------------

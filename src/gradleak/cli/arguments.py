@@ -61,3 +61,16 @@ def torch_seed() -> Callable:
 def image_size() -> Callable:
     """An argparse ``type`` for ``--image-size``: a side of at least `MIN_IMAGE_SIZE` pixels."""
     return integer(MIN_IMAGE_SIZE)
+
+
+def add_scale_argument(group: argparse._ArgumentGroup) -> None:
+    """``--scale``: what the attack assumes about the gradient's scale (`SCALE_MODES`)."""
+    from gradleak.recovery.last_layer import SCALE_MODES
+
+    group.add_argument(
+        "--scale",
+        default=SCALE_MODES[0],
+        choices=SCALE_MODES,
+        help="gradient scale: unknown (default: fitted, as clipping or an unknown learning "
+        "rate require) or known (the paper's exact gradient)",
+    )

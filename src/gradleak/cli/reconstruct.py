@@ -12,7 +12,7 @@ from pathlib import Path
 from torch import Tensor, nn
 
 import gradleak
-from gradleak.cli.arguments import integer, number
+from gradleak.cli.arguments import add_scale_argument, integer, number
 from gradleak.cli.simulation import add_client_arguments, load_images, simulate
 from gradleak.client import GradientObservation, load_observation
 from gradleak.experiments.figures import save_grid
@@ -45,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=ATTACK_FAMILIES,
         help="label family the attacker assumes (default auto)",
     )
+    add_scale_argument(attack)
     attack.add_argument(
         "--variants",
         help=f"comma-separated, from {', '.join(VARIANTS)} "
@@ -153,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
     check_new_folder(out, name="--out")
     _variants(args, has_secret=True)  # unknown names fail now, not after the simulation
     observation, secret, images, model = _observed(args)
-    estimate = gradleak.recover_label(observation, args.attack_family)
+    estimate = gradleak.recover_label(observation, args.attack_family, scale=args.scale)
     status = "converged" if estimate.converged else f"NOT converged ({estimate.reason})"
     print(f"label: {status}, family {estimate.family} {dict(estimate.family_params)}")
     settings = MatchingSettings(

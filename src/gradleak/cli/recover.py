@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 import gradleak
+from gradleak.cli.arguments import add_scale_argument
 from gradleak.cli.simulation import add_client_arguments, simulate
 from gradleak.client import load_observation, save_observation
 from gradleak.metrics import label_l1, relative_feature_error
@@ -49,6 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="recovery method (default fast-search); "
         + "; ".join(f"{key}: {text}" for key, text in METHODS.describe()),
     )
+    add_scale_argument(attack)
     parser.add_argument("--json", action="store_true", help="print one JSON record instead")
 
 
@@ -75,7 +77,8 @@ def _report(estimate: LabelEstimate, secret, seconds: float) -> str:
     status = "converged" if estimate.converged else f"NOT converged: {estimate.reason}"
     lines += [
         f"method {estimate.method}, family {estimate.family} {dict(estimate.family_params)}",
-        f"{status}; scale mu = {estimate.scale:.6g}, residual = {estimate.residual:.2e}",
+        f"{status}; scale mu = {estimate.scale:.6g}, residual = {estimate.residual:.2e}, "
+        f"gradient scale k = {estimate.gradient_scale:.6g}",
     ]
     if secret is not None:
         lines.append(
@@ -118,7 +121,9 @@ def run(args: argparse.Namespace) -> int:
         if args.save_observation is not None:
             save_observation(observation, args.save_observation, overwrite=args.overwrite)
     start = time.perf_counter()
-    estimate = gradleak.recover_label(observation, args.attack_family, method=args.method)
+    estimate = gradleak.recover_label(
+        observation, args.attack_family, method=args.method, scale=args.scale
+    )
     seconds = time.perf_counter() - start
     if args.json:
         record = {
@@ -128,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
             "family_params": dict(estimate.family_params),
             "scale": estimate.scale,
             "residual": estimate.residual,
+            "gradient_scale": estimate.gradient_scale,
             "soft_label": estimate.soft_label.tolist(),
             "seconds": seconds,
         }

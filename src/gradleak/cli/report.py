@@ -36,6 +36,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", type=Path, help="a folder written by `gradleak run`")
 
 
+def in_config_order(records, manifest: dict) -> list[dict]:
+    """Records sorted by their case's place in the config (then trial), not by finish order,
+    so that every table lists its rows as the config does."""
+    names = manifest["config"].get("case_names", [])
+    place = {name: index for index, name in enumerate(names)}
+    return sorted(records, key=lambda r: (place.get(r.get("case"), len(place)), r.get("trial", 0)))
+
+
 def write_report(run_dir: Path) -> Report:
     """Write the suite's tables and figures into ``run_dir``, computed from the records only."""
     run = read_run(run_dir)
@@ -44,7 +52,7 @@ def write_report(run_dir: Path) -> Report:
         raise ValueError(f"{run_dir}: suite {suite!r} is unknown to this gradleak")
     if not run.records:
         raise ValueError(f"{run_dir} has no records yet")
-    written = SUITES[suite].report(list(run.records), run_dir)
+    written = SUITES[suite].report(in_config_order(run.records, run.manifest), run_dir)
     return Report(tuple(written), len(run.records), run.duplicates, run.torn_line)
 
 

@@ -1,10 +1,11 @@
 """A safe file format for observations: one safetensors file, no pickle.
 
-Layout: tensors keyed ``gradient/<parameter name>`` and ``parameter/<parameter name>``; the
-header's string metadata holds ``format = "gradleak-observation"``, ``version = "1"``,
-``classifier`` and ``num_samples``. Any tool that reads safetensors can read it; loading never
-executes code. ``classifier_only=True`` keeps just the final layer, which is all the label
-recovery needs.
+Layout: tensors keyed ``gradient/<parameter name>`` and ``parameter/<parameter name>``; the header's
+string metadata holds ``format = "gradleak-observation"``, ``version = "1"``, ``classifier`` and
+``num_samples``, and when set ``precision``, ``sign_only`` and ``not_identifiable`` (what
+`GradientObservation.from_update` learned from the update). Any tool that reads safetensors can read
+it; loading never executes code. ``classifier_only=True`` keeps just the final layer, which is all
+the label recovery needs.
 """
 
 from __future__ import annotations
@@ -52,6 +53,12 @@ def save_observation(
         "classifier": observation.classifier,
         "num_samples": str(observation.num_samples),
     }
+    if observation.precision is not None:
+        metadata["precision"] = repr(observation.precision)
+    if observation.sign_only:
+        metadata["sign_only"] = "true"
+    if observation.not_identifiable:
+        metadata["not_identifiable"] = observation.not_identifiable
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_target(path) as partial:
         try:
@@ -77,12 +84,23 @@ def load_observation(path: str | Path) -> GradientObservation:
         raise ValueError(
             f"{path}: metadata num_samples={num_samples!r} is not an integer (expected >= 1)"
         )
+    precision = metadata.get("precision")
+    try:
+        precision = None if precision is None else float(precision)
+    except ValueError:
+        raise ValueError(f"{path}: metadata precision={precision!r} is not a number") from None
+    sign_only = metadata.get("sign_only", "false")
+    if sign_only not in ("true", "false"):
+        raise ValueError(f"{path}: metadata sign_only={sign_only!r} must be 'true' or 'false'")
     try:
         return GradientObservation(
             gradients=groups["gradient"],
             parameters=groups["parameter"],
             classifier=classifier,
             num_samples=int(num_samples),
+            precision=precision,
+            sign_only=sign_only == "true",
+            not_identifiable=metadata.get("not_identifiable", ""),
         )
     except ValueError as error:
         raise ValueError(f"{path}: {error}") from error

@@ -55,6 +55,7 @@ class ExperimentConfig:
             "description": self.description,
             "quick": self.quick,
             "cases": [dataclasses.asdict(case) for case in self.cases],
+            "case_names": [case.name for case in self.cases],
         }
 
 

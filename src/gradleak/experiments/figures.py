@@ -58,7 +58,11 @@ def accuracy_vs_noise(records: list[dict[str, Any]], path: Path) -> Path:
         lambda: defaultdict(list)
     )
     for record in records:
-        key = (record["defense"] or "none", record["method"], record["label_family"])
+        key = (
+            record["defense"] or "none",
+            f"{record['method']} ({record['scale']} scale)",
+            record["label_family"],
+        )
         groups[key][noise_scale(record)].append(record["converged"] and record["correct"])
     positive = [noise_scale(r) for r in records if noise_scale(r) > 0]
     figure, axis = pyplot.subplots(figsize=(6.0, 3.8))

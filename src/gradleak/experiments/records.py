@@ -149,8 +149,15 @@ def complete_trials(records: RecordsFile) -> CompleteTrials:
 
 
 def record_key(record: dict[str, Any]) -> tuple[Any, ...]:
-    """What identifies a record: case, trial, and method or variant where the suite has one."""
-    return record["case"], record["trial"], record.get("method"), record.get("variant")
+    """What identifies a record: case, trial, and method or variant and gradient-scale mode
+    where the suite has them (a label trial runs each method at every listed scale)."""
+    return (
+        record["case"],
+        record["trial"],
+        record.get("method"),
+        record.get("variant"),
+        record.get("scale"),
+    )
 
 
 def unique_records(records: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:

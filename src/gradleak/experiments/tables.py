@@ -19,6 +19,7 @@ BASELINE = "fast-search"
 COLUMNS = (
     "setting",
     "method",
+    "scale",
     "N",
     "accuracy",
     "false accepts",
@@ -35,28 +36,35 @@ def read_records(path: Path) -> list[dict[str, Any]]:
 
 
 def summarise(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (setting, method). Accuracy counts converged and correct answers; a false
-    accept is converged but wrong; refused is not converged. Times are per recovery."""
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    """One row per (setting, method, gradient scale mode). Accuracy counts converged and
+    correct answers; a false accept is converged but wrong; refused is not converged. Times
+    are per recovery; the last column divides each median by fast-search's in the same
+    setting, at the known scale when the setting runs both (so it also prices the unknown
+    scale)."""
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for record in records:
-        groups.setdefault((record["case"], record["method"]), []).append(record)
+        key = (record["case"], record["method"], record.get("scale", "known"))
+        groups.setdefault(key, []).append(record)
     medians = {key: float(np.median([r["seconds"] for r in rows])) for key, rows in groups.items()}
     rows = []
-    for (case, method), trials in groups.items():
+    for (case, method, scale), trials in groups.items():
         seconds = np.array([r["seconds"] for r in trials])
         total = len(trials)
-        baseline = medians.get((case, BASELINE))
+        baseline = medians.get((case, BASELINE, "known"), medians.get((case, BASELINE, "unknown")))
         rows.append(
             {
                 "setting": case,
                 "method": method,
+                "scale": scale,
                 "N": total,
                 "accuracy": sum(r["converged"] and r["correct"] for r in trials) / total,
                 "false accepts": sum(r["converged"] and not r["correct"] for r in trials) / total,
                 "refused": sum(not r["converged"] for r in trials),
                 "median ms": 1e3 * float(np.median(seconds)),
                 "p99 ms": 1e3 * float(np.percentile(seconds, 99)),
-                "median / fast-search": medians[(case, method)] / baseline if baseline else None,
+                "median / fast-search": (
+                    medians[(case, method, scale)] / baseline if baseline else None
+                ),
             }
         )
     return rows

@@ -20,15 +20,28 @@ from gradleak.recovery.identifiability import identifiability
 from gradleak.recovery.last_layer import LastLayerProblem, matvec
 from gradleak.recovery.noise import NOISE_FACTOR, threshold_at
 from gradleak.recovery.paper_search import paper_search
+from gradleak.recovery.residual import Evaluator, fitted_label_scale
 from gradleak.recovery.root_census import census
 from gradleak.recovery.search_result import ScalarSolution
 from gradleak.recovery.verdict import (
     family_residual,
     fit_reason,
+    flat_reason,
     label_at,
     rivals,
     saturation,
 )
+
+#: Why several labels can fit one gradient exactly, by scale mode (identifiability.py).
+AMBIGUITY_CAUSES = {
+    "known": "a saturated softmax leaves a whole interval of them",
+    "unknown": (
+        "a saturated softmax leaves a whole interval of them, and at an unknown gradient "
+        "scale so does a nearly linear one (small logits: x -> lam x, k -> k / lam^2 turns "
+        "the label y into (1 - lam) U + lam y, which only the softmax's curvature tells "
+        "apart); a classifier bias or scale='known' removes this"
+    ),
+}
 
 #: Upper bound on the relative family residual of an accepted solution; the bound actually used
 #: is tighter where the gradient's precision allows (`noise.acceptance_threshold`).
@@ -49,7 +62,8 @@ def _tensor(array: np.ndarray) -> torch.Tensor:
 
 def _refusal(problem: LastLayerProblem, family: str, method: str) -> LabelEstimate | None:
     """The "not identifiable" answer when C is below the family's count, else None."""
-    count = identifiability(problem.num_classes, family)
+    bias = problem.bias is not None
+    count = identifiability(problem.num_classes, family, scale=problem.scale, bias=bias)
     if count.identifiable:
         return None
     return LabelEstimate.refusal(
@@ -82,7 +96,8 @@ def judge(
 ) -> LabelEstimate:
     """The estimate at a search's solution, converged only if `verdict` accepts it."""
     family = FAMILIES[family_name]
-    label, probs = label_at(problem, solution.inv_scale)
+    state = Evaluator(problem, family)(np.array([solution.inv_scale]))
+    label, probs, label_scale = state.labels[0], state.probs[0], float(state.label_scale[0])
     reason = fit_reason(
         problem, solution.inv_scale, label, probs, solution.residual, solution.threshold
     )
@@ -99,13 +114,19 @@ def judge(
     saturated = None
     if not reason:
         saturated = saturation(problem, family, solution.inv_scale, solution.threshold)
-        reason = saturated.reason
+        reason = saturated.reason or flat_reason(
+            problem, family, solution.inv_scale, label, probs, solution.threshold
+        )
     roots = census(problem, family, tol) if saturated is not None and saturated.census else None
     others = [] if reason else rivals(problem, family, solution, label, roots=roots)
+    spread = max(
+        (float(np.abs(label_at(problem, family, t)[0] - label).sum()) for t in others), default=0.0
+    )
     if others:
+        cause = AMBIGUITY_CAUSES[problem.scale]
         reason = (
-            f"ambiguous: {len(others) + 1} scalars fit the {family_name} family with different "
-            "labels (a saturated softmax leaves a whole interval of them); refusing to pick one"
+            f"ambiguous: {len(others) + 1} scalars fit the {family_name} family with labels up "
+            f"to l1 {spread:.2g} apart ({cause}); refusing to pick one"
         )
     scale = 1.0 / solution.inv_scale
     return LabelEstimate(
@@ -118,6 +139,7 @@ def judge(
         method=method,
         row=problem.row,
         reason=reason,
+        gradient_scale=solution.inv_scale / label_scale if label_scale else float("nan"),
         family_params=family.read_params(label),
         diagnostics={
             "threshold": solution.threshold,
@@ -125,6 +147,7 @@ def judge(
             "rank_one_deviation": problem.rank_one_deviation,
             "precision": problem.precision,
             "rival_scales": [1.0 / t for t in others],
+            "rival_l1": spread,
             "census": roots is not None,
             **solution.notes,
         },
@@ -134,11 +157,19 @@ def judge(
 def bias_estimate(
     problem: LastLayerProblem, *, tol: float, family: str, method: str
 ) -> LabelEstimate:
-    """Closed form with a classifier bias: t = (dL/db)_r, x = g_r / t, y = softmax(Wx + b) - dL/db.
+    """Closed form with a classifier bias: t = (dL/db)_r, x = g_r / t, p = softmax(Wx + b).
 
-    Converged when dL/db is consistent with dL/dW (both equal (p - y) times x, so
-    dL/db / t must equal the coupling c); the family only names what the label looks like.
+    A gradient scale k cancels in x (both gradients carry it), so p is exact either way. At a
+    known scale y = p - dL/db; at an unknown one y = p - dL/db / k, and the family pins k in
+    closed form (`residual.fitted_label_scale`). Converged when dL/db is consistent with dL/dW
+    (both k (p - y) times x, so dL/db / t must equal the coupling c) and the label is one of
+    the requested family; ``family="auto"`` at a known scale also answers a label no family
+    explains ("unknown": the label is read off, not inferred), at an unknown scale it must fit
+    one (an extra unknown needs an extra constraint).
     """
+    refused = _refusal(problem, family, method)
+    if refused is not None:
+        return refused
     bias_grad, bias = problem.bias_grad, problem.bias
     inv_scale = float(bias_grad[problem.row])
     if inv_scale == 0.0:
@@ -147,29 +178,53 @@ def bias_estimate(
     logits = matvec(problem.weight, features) + bias
     probs = np.exp(logits - logits.max())
     probs /= probs.sum()
-    label = probs - bias_grad
-    mismatch = float(
-        np.linalg.norm(bias_grad / inv_scale - problem.coupling) / np.linalg.norm(problem.coupling)
-    )
+    coupling = bias_grad / inv_scale
+    mismatch = float(np.linalg.norm(coupling - problem.coupling) / np.linalg.norm(problem.coupling))
+    named = AUTO_ORDER[-1] if family == "auto" else family
+    label_scale = inv_scale
+    if problem.scale == "unknown":
+        fitted = fitted_label_scale(np.array([inv_scale]), probs[None], coupling, FAMILIES[named])
+        label_scale = float(fitted[0])
+    label = probs - np.nan_to_num(label_scale) * coupling
     reason = fit_reason(problem, inv_scale, label, probs, mismatch, tol)
     if reason.startswith("residual"):
         reason = f"bias and weight gradients disagree: {reason}"
-    fitted = _fitting_family(label, inv_scale, problem, tol) if family == "auto" else family
+    fitted_family = _fitting_family(label, inv_scale, problem, tol)
+    if (not reason and family != "auto") or problem.scale == "unknown":
+        reason = reason or _family_reason(label, inv_scale, problem, named, tol)
+    if family == "auto" and problem.scale == "known":
+        named = fitted_family
+    elif family == "auto" and not reason:
+        named = _simplest_family(problem, inv_scale, tol, label=label)
     return LabelEstimate(
         soft_label=_tensor(label),
         features=_tensor(features),
         scale=1.0 / inv_scale,
         residual=mismatch,
         converged=not reason,
-        family=fitted,
+        family=named,
         method=method,
         row=problem.row,
         reason=reason,
-        family_params=FAMILIES[fitted].read_params(label) if fitted in FAMILIES else {},
+        gradient_scale=inv_scale / label_scale if label_scale else float("nan"),
+        family_params=FAMILIES[named].read_params(label) if named in FAMILIES else {},
         diagnostics={
             "solution": "bias-closed-form",
             "rank_one_deviation": problem.rank_one_deviation,
         },
+    )
+
+
+def _family_reason(label: np.ndarray, inv_scale: float, problem, family: str, tol: float) -> str:
+    """Empty when the label read off the bias gradient is a ``family`` label, else why not."""
+    residual = family_residual(problem, FAMILIES[family], label, inv_scale)
+    if residual <= tol:
+        return ""
+    scale = "" if problem.scale == "known" else ", with the gradient scale fitted to it"
+    return (
+        f"the label the bias gradient implies is no {family} label (relative residual "
+        f"{residual:.2e} > tol {tol:.0e}{scale}); at an unknown gradient scale a label must "
+        "fit a family, since the scale is one more unknown"
     )
 
 
@@ -180,9 +235,13 @@ def _fitting_family(label: np.ndarray, inv_scale: float, problem, tol: float) ->
     return "unknown"
 
 
-def _simplest_family(problem: LastLayerProblem, inv_scale: float, tol: float) -> str:
-    """The first of hard, smoothing, mixup whose constraint the label at t meets."""
-    label, _ = label_at(problem, inv_scale)
+def _simplest_family(
+    problem: LastLayerProblem, inv_scale: float, tol: float, *, label: np.ndarray | None = None
+) -> str:
+    """The first of hard, smoothing, mixup whose constraint the label at t meets (the widest
+    family's label at t unless ``label`` is given)."""
+    if label is None:
+        label, _ = label_at(problem, FAMILIES[AUTO_ORDER[-1]], inv_scale)
     for name in AUTO_ORDER[:-1]:
         family = FAMILIES[name]
         limit = float(threshold_at(problem, family, np.array([inv_scale]), tol)[0])
@@ -227,7 +286,7 @@ def auto_estimate(
             tried[name] = narrow.residual
             continue
         inv_scale = 1.0 / narrow.scale
-        label, _ = label_at(problem, inv_scale)
+        label, _ = label_at(problem, widest, inv_scale)
         as_widest = ScalarSolution(
             inv_scale=inv_scale,
             residual=family_residual(problem, widest, label, inv_scale),

@@ -17,8 +17,10 @@ class LabelEstimate:
     Shapes: ``soft_label`` (C,), ``features`` (m,) or None for methods that do not recover it.
     ``scale`` is mu in x = mu * g_r (Paper: Wang, Liang & He, ICLR 2024, Sec. 4.1), ``row`` is r.
     ``residual`` is the family's constraint residual at the solution, relative to the size of
-    the logit gradient (0 for an exact fit). ``converged`` is decided from observable
-    quantities only; when it is False, ``reason`` says why.
+    the logit gradient (0 for an exact fit). ``gradient_scale`` is k in k dL/dW = the observed
+    gradient: fitted when the scale is unknown (clipping, an unknown learning rate), 1.0 when
+    it is known. ``converged`` is decided from observable quantities only; when it is False,
+    ``reason`` says why.
     """
 
     soft_label: Tensor
@@ -30,6 +32,7 @@ class LabelEstimate:
     method: str
     row: int = -1
     reason: str = ""
+    gradient_scale: float = 1.0
     family_params: Mapping[str, Any] = field(default_factory=dict)
     diagnostics: Mapping[str, Any] = field(default_factory=dict)
 

@@ -1,15 +1,15 @@
 """Our default scalar search: a vectorised multi-scale grid, then safeguarded Gauss-Newton.
 
-Paper: Wang, Liang & He, ICLR 2024, Sec. 4.2 search for mu; here the search runs on
-t = 1 / mu in [-1, 0) U (0, 1] with a scale-aware residual (see `families`), so there is no
-degenerate minimum at |mu| -> infinity and no bound on mu to tune. The grid is logarithmic
-near t = 0 (trained nets, p close to y) and near |t| = 1 (saturated softmax of untrained nets).
-Candidates are grid minima and grid steps where the constrained entries change sign together
-(the true t makes them all zero at once, however narrow its basin). Each candidate is refined
-in parallel by Gauss-Newton on the constraint residual, which converges quadratically because
-the true t gives residual 0. Only when nothing fits does a fallback spend more: golden section
-and sign bisection per bracket (kinks), a fine rescan of the closest brackets and a grid four
-times denser. No start point is privileged.
+Paper: Wang, Liang & He, ICLR 2024, Sec. 4.2 search for mu; here the search runs on t = 1 / mu in
+[-1, 0) U (0, 1] (on to +-LARGEST_GRADIENT_SCALE at an unknown gradient scale) with a scale-aware
+residual (see `families`), so there is no degenerate minimum at |mu| -> infinity and no bound on mu
+to tune. The grid is logarithmic near t = 0 (trained nets, p close to y) and near |t| = 1 (saturated
+softmax of untrained nets). Candidates are grid minima and grid steps where the constrained entries
+change sign together (the true t makes them all zero at once, however narrow its basin). Each
+candidate is refined in parallel by Gauss-Newton on the constraint residual, which converges
+quadratically because the true t gives residual 0. Only when nothing fits does a fallback spend
+more: golden section and sign bisection per bracket (kinks), a fine rescan of the closest brackets
+and a grid four times denser. No start point is privileged.
 """
 
 from __future__ import annotations
@@ -22,7 +22,12 @@ from gradleak.families import LabelFamily
 from gradleak.recovery.last_layer import LastLayerProblem
 from gradleak.recovery.noise import acceptance_threshold, valid_at
 from gradleak.recovery.refine import bisect_crossings, golden, refine
-from gradleak.recovery.residual import Evaluator, ResidualState, project
+from gradleak.recovery.residual import (
+    LARGEST_GRADIENT_SCALE,
+    Evaluator,
+    ResidualState,
+    project,
+)
 from gradleak.recovery.search_result import ScalarSolution
 
 #: Grid points per decade of |t| near 0 (half as many per decade of 1 - |t| near 1).
@@ -35,12 +40,18 @@ LOOSE_FIT = 0.1
 
 
 @cache
-def scalar_grid(points_per_decade: int = GRID_DENSITY) -> tuple[np.ndarray, np.ndarray]:
+def scalar_grid(
+    points_per_decade: int = GRID_DENSITY, scale: str = "known"
+) -> tuple[np.ndarray, np.ndarray]:
     """Values of t on a multi-scale grid, (negative branch, positive branch), each ascending."""
     near_zero = np.logspace(-9, -1, 8 * points_per_decade + 1)
     middle = np.linspace(0.1, 0.9, 2 * points_per_decade + 1)
     near_one = 1.0 - np.logspace(-1, -14, 13 * points_per_decade // 2 + 1)
-    magnitudes = np.unique(np.concatenate([near_zero, middle, near_one, [1.0]]))
+    parts = [near_zero, middle, near_one, [1.0]]
+    if scale == "unknown":
+        decades = int(np.log10(LARGEST_GRADIENT_SCALE))
+        parts.append(np.logspace(0, decades, decades * points_per_decade + 1))
+    magnitudes = np.unique(np.concatenate(parts))
     return -magnitudes[::-1].copy(), magnitudes
 
 
@@ -89,7 +100,7 @@ def _scan(
 
     Returns the grid, its crossing steps, the refined candidates and their brackets.
     """
-    negative, positive = scalar_grid(density)
+    negative, positive = scalar_grid(density, evaluate.problem.scale)
     points = np.concatenate([negative, positive])
     grid = evaluate(points)
     # Bracket ends never straddle t = 0: each branch is searched on its own.
@@ -172,7 +183,7 @@ def fast_search(
         golden_t, _ = golden(lower[loose], upper[loose], evaluate)
         state = evaluate(np.concatenate([state.inv_scale, golden_t]))
         limit, valid = _judged(state, evaluate, tol)
-    score = state.residual / limit
+    score = np.nan_to_num(state.residual / limit, nan=np.inf)
     # A fit whose label is no probability vector is never preferred over one whose label is.
     best = int(np.argmin(np.where(valid, score, np.inf))) if valid.any() else int(np.argmin(score))
     alternatives = tuple(

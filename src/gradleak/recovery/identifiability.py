@@ -26,6 +26,15 @@ must rule out every family it might claim, and the families are nested (a hard l
 smoothing label with eps = 0, a smoothing label a mixup label with lam = 0), so it needs the
 bound of the largest family, mixup.
 
+At an unknown scale without a bias the count has a second, analytic limit: where the
+softmax is nearly linear over the logits (small logits, as in a default-initialised ResNet),
+p(lam mu) ~ U + lam (p(mu) - U) with U uniform, so x -> lam x, k -> k / lam^2 turns the label y
+into (1 - lam) U + lam y, again a smoothing (mixup) label: the family is closed under this
+path and only the softmax's curvature (second order in the logits) tells lam = 1 apart. When
+that curvature sits below the gradient's precision the rival labels fit as well as the true
+one, and the verdict refuses them as ambiguous ("several scalars fit"); a bias or a hard label
+(not closed under the path) removes the limit.
+
 The count is generic: it assumes every equation moves with mu. Where the softmax saturates
 (p_i below the gradient's precision on a class), that class's equation stops moving with mu
 and the count drops (`scale_equations`); the verdict recounts at the solution it found and
@@ -37,6 +46,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gradleak.families import FAMILIES
+from gradleak.recovery.last_layer import SCALE_MODES
 
 #: A constrained class whose probability is below this multiple of its rounding slack is
 #: saturated away: its entry of y(t) is -t c_i for every t near the solution, so it no longer
@@ -45,7 +55,6 @@ SATURATION_FACTOR = 100.0
 
 #: The family whose bound ``family="auto"`` must meet: it contains the other two.
 LARGEST_FAMILY = "mixup"
-SCALE_MODES = ("known", "unknown")
 
 
 @dataclass(frozen=True)
@@ -118,22 +127,33 @@ def identifiability(
 
 
 def scale_equations(
-    *, moving: int, frozen_low: int, frozen_high: int, others_equal_zero: bool
+    *,
+    moving: int,
+    frozen_low: int,
+    frozen_high: int,
+    others_equal_zero: bool,
+    scale: str = "known",
 ) -> tuple[int, bool]:
     """Equations that still pin the scalar t at a solution, and whether they are all linear.
 
-    Each constrained entry reads y_i(t) = p_i(t) - t c_i. Where the softmax is saturated, p_i
-    is frozen to the gradient's precision (``frozen_low``: p_i ~ 0, ``frozen_high``: p_i ~ 1)
-    and the entry is linear in t; the ``moving`` entries are not. Hard (others zero): a
-    frozen-low entry reads -t c_i = 0, a check on c that holds for every t (no equation); every
-    other entry gives one. Smoothing and mixup (others equal, their common value eps / C is
-    eliminated): the frozen-low entries are equal to one another for every t, so together they
-    count as one entry, and G entries give G - 1 equations. Two or more equations pin t (the
-    generic count of `identifiability`); one linear equation pins it too (a line has one root);
-    one nonlinear equation can have several roots close together, and none leaves an interval.
+    Each constrained entry reads y_i(t) = p_i(t) - s c_i (s = t at a known scale). Where the
+    softmax is saturated, p_i is frozen to the gradient's precision (``frozen_low``: p_i ~ 0,
+    ``frozen_high``: p_i ~ 1) and the entry is linear; the ``moving`` entries are not. Hard
+    (others zero): a frozen-low entry reads -s c_i = 0, a check on c that holds for every s (no
+    equation); every other entry gives one. Smoothing and mixup (others equal, their common
+    value eps / C eliminated): the frozen-low entries are equal to one another for every s, so
+    together they count as one entry, and G entries give G - 1 equations. At an unknown scale
+    one equation goes to s, and frozen entries do not involve t at all (p does not move), so t
+    rests on the moving entries alone: nothing there is linear in t.
+
+    Two or more equations pin t (the generic count of `identifiability`); one linear equation
+    pins it too (a line has one root); one nonlinear equation can have several roots close
+    together, and none leaves an interval.
     """
     if others_equal_zero:
         equations = moving + frozen_high
     else:
         equations = moving + (1 if frozen_low else 0) + (1 if frozen_high else 0) - 1
+    if scale == "unknown":
+        return (max(equations - 1, 0) if moving else 0), False
     return max(equations, 0), moving == 0

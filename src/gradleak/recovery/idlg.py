@@ -27,6 +27,10 @@ class Idlg:
 
     families: ClassVar[tuple[str, ...]] = ONE_HOT
 
+    #: Accepted for a uniform interface and ignored: the rule reads signs (and ratios of
+    #: row sums), which a positive gradient scale leaves unchanged.
+    scale: str = "unknown"
+
     def from_last_layer(self, weight_grad: torch.Tensor) -> LabelEstimate:
         rows = torch.from_numpy(
             as_array("weight_grad", weight_grad, 2).sum(axis=1, dtype=np.float64)

@@ -25,6 +25,53 @@ ROW_BLOCK = 256
 RANK_EPS_FACTOR = 10.0
 
 
+#: A weight gradient is "sign-like" when, along its largest row and along that row's largest
+#: column, more than SIGN_LIKE_FRACTION of the nonzero entries lie within SIGN_LIKE_BAND (or
+#: SIGN_LIKE_PRECISION times the gradient's precision, if coarser) of their median magnitude.
+#: A sign-based step (Adam's first, lr g / (|g| + eps), or signSGD) is +-lr to about 1e-5
+#: wherever |g| >> eps; a one-input gradient (p_i - y_i) x_j varies with the class and the
+#: feature, which even a sigmoid network's features (all near 0.5) and a near-uniform softmax
+#: (every p_i near 1 / C) do by far more than 0.1% (a 10% band flagged 17% of such LeNet
+#: gradients).
+SIGN_LIKE_FRACTION = 0.5
+SIGN_LIKE_BAND = 1e-3
+SIGN_LIKE_PRECISION = 10.0
+
+
+def _one_magnitude(values: np.ndarray, band: float) -> bool:
+    """Over SIGN_LIKE_FRACTION of the nonzero |values| lie within ``band`` of their median."""
+    magnitudes = np.abs(values[values != 0]).astype(np.float64)
+    if magnitudes.size < 2:
+        return False
+    median = float(np.median(magnitudes))
+    close = np.abs(magnitudes - median) <= band * median
+    return float(close.mean()) > SIGN_LIKE_FRACTION
+
+
+def sign_like(weight_grad: np.ndarray, row: int, precision: float = 0.0) -> bool:
+    """Whether the gradient looks like a sign-based update (see SIGN_LIKE_FRACTION); O(C + m).
+
+    ``precision``: the gradient's relative precision (an update read back from parameters).
+    """
+    band = max(SIGN_LIKE_BAND, SIGN_LIKE_PRECISION * precision)
+    row_values = weight_grad[row]
+    column = int(np.argmax(np.abs(row_values)))
+    return _one_magnitude(row_values, band) and _one_magnitude(weight_grad[:, column], band)
+
+
+#: What the attack may assume about the gradient's scale (see `LastLayerProblem.scale`).
+SCALE_MODES = ("unknown", "known")
+
+
+def check_precision(precision: float) -> float:
+    """A declared relative precision of the gradient (None: its dtype's) must lie in (0, 1)."""
+    if isinstance(precision, bool) or not isinstance(precision, int | float):
+        raise ValueError(f"precision must be a number in (0, 1) or None, got {precision!r}")
+    if not 0 < precision < 1:
+        raise ValueError(f"precision must be in (0, 1) or None, got {precision}")
+    return float(precision)
+
+
 class NotSingleInputError(ValueError):
     """The weight gradient is not rank one, so it cannot come from one input."""
 
@@ -38,6 +85,9 @@ class LastLayerProblem:
     (C,) or None. ``input_eps`` is the machine epsilon of the coarser input dtype;
     ``rank_one_deviation`` the quick (cancellation-limited, ~1e-8) distance from rank one used
     by the rank check, ``precision`` the exact one, computed when the acceptance needs it.
+    ``scale`` is the attack's assumption on the gradient scale: "known" (the gradient is
+    exactly dL/dW) or "unknown" (k dL/dW for some k > 0: clipping, an unknown learning rate).
+    ``sign_like`` marks a gradient whose entries nearly all share one magnitude (`sign_like`).
     """
 
     weight: np.ndarray
@@ -51,6 +101,8 @@ class LastLayerProblem:
     input_eps: float
     bias: np.ndarray | None = None
     bias_grad: np.ndarray | None = None
+    scale: str = "known"
+    sign_like: bool = False
 
     @property
     def num_classes(self) -> int:
@@ -183,16 +235,24 @@ def prepare(
     bias_grad: Tensor | np.ndarray | None = None,
     *,
     rank_tol: float | None = DEFAULT_RANK_TOL,
+    scale: str = "known",
+    precision: float | None = None,
 ) -> LastLayerProblem:
     """Check the inputs once and precompute W g_r and c in O(C m).
 
     The row r is the one with the largest norm, |p_r - y_r| = max_i |p_i - y_i|, which keeps
     |mu| >= 1 and the division by g_r well conditioned. ``rank_tol=None`` skips the rank-one
     check (for deliberately noisy gradients); the check never demands more than
-    RANK_EPS_FACTOR times the epsilon of the dtype the gradient was given in.
+    RANK_EPS_FACTOR times the epsilon of the dtype the gradient was given in, or of a declared
+    ``precision`` (a gradient recovered from an update: the difference of two parameter
+    tensors carries the parameters' rounding, magnified by their size over the step's).
     """
     check_rank_tol(rank_tol)
+    if scale not in SCALE_MODES:
+        raise ValueError(f"scale must be one of {', '.join(SCALE_MODES)}, got {scale!r}")
     weight, weight_grad, bias, bias_grad, input_eps = _checked(weight, weight_grad, bias, bias_grad)
+    if precision is not None:
+        input_eps = max(input_eps, check_precision(precision))
     squared_norms = np.einsum("ij,ij->i", weight_grad, weight_grad, dtype=np.float64)
     row = int(np.argmax(squared_norms))
     if np.sqrt(squared_norms[row]) < _smallest_normal(weight_grad.dtype):
@@ -224,4 +284,6 @@ def prepare(
         input_eps=input_eps,
         bias=bias,
         bias_grad=bias_grad,
+        scale=scale,
+        sign_like=sign_like(weight_grad, row, input_eps),
     )

@@ -66,6 +66,10 @@ class Llg:
 
     families: ClassVar[tuple[str, ...]] = ONE_HOT
 
+    #: Accepted for a uniform interface and ignored: the rule reads signs (and ratios of
+    #: row sums), which a positive gradient scale leaves unchanged.
+    scale: str = "unknown"
+
     def from_last_layer(self, weight_grad: torch.Tensor, *, num_samples: int = 1) -> LabelEstimate:
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")

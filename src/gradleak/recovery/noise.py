@@ -29,7 +29,7 @@ import numpy as np
 
 from gradleak.families import LabelFamily
 from gradleak.recovery.last_layer import LastLayerProblem
-from gradleak.recovery.residual import constrained_mask, implied_labels, project
+from gradleak.recovery.residual import Evaluator, constrained_mask, project
 
 #: Accept residuals up to this multiple of the floor.
 NOISE_FACTOR = 10.0
@@ -68,8 +68,16 @@ def entry_slack(
     softmax_moves = np.abs(probs * (weighted + (1.0 - 2.0 * probs) * logit_errors)) / magnitude
     terms = probs + np.abs(labels) + softmax_moves
     if not per_row or problem.precision > NOISY * problem.input_eps:
-        terms = terms + magnitude * float(np.linalg.norm(problem.coupling))
+        terms = terms + logit_grad_norm(labels, probs)[:, None]
     return np.clip(NOISE_FACTOR * problem.precision * terms, least, LABEL_TOL)
+
+
+def logit_grad_norm(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """||p - y|| of each implied label: |t| ||c|| at a known scale, |s| ||c|| at an unknown one.
+
+    Shapes: (T, C), (T, C) -> (T,).
+    """
+    return np.linalg.norm(probs - labels, axis=-1)
 
 
 def valid_labels(labels: np.ndarray, slack: np.ndarray | float = LABEL_TOL) -> np.ndarray:
@@ -135,10 +143,14 @@ def noise_floor(
     entry_rounding = np.linalg.norm(magnitudes * mask, axis=1)
     row_rounding = magnitudes[:, problem.row] * np.linalg.norm(project(probs, mask, family), axis=1)
     magnitude = np.abs(inv_scale)
+    # ||p - y|| = |s| ||c||: s = t at a known scale, fitted at an unknown one.
+    size = np.maximum(logit_grad_norm(labels, probs), np.finfo(np.float64).tiny)
+    label_scale = size / coupling_norm
     return problem.precision * (
         1.0
-        + (softmax_moves + row_rounding) / (magnitude**2 * coupling_norm)
-        + entry_rounding / (magnitude * coupling_norm)
+        + softmax_moves / (magnitude * size)
+        + row_rounding / (label_scale * size)
+        + entry_rounding / size
     )
 
 
@@ -159,5 +171,5 @@ def threshold_at(
     problem: LastLayerProblem, family: LabelFamily, inv_scale: np.ndarray, tol: float
 ) -> np.ndarray:
     """`acceptance_threshold` where only t is known. Shapes: (T,) -> (T,)."""
-    labels, probs = implied_labels(inv_scale, problem.logit_direction, problem.coupling)
-    return acceptance_threshold(problem, family, inv_scale, labels, probs, tol)
+    state = Evaluator(problem, family)(inv_scale)
+    return acceptance_threshold(problem, family, inv_scale, state.labels, state.probs, tol)

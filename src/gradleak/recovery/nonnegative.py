@@ -38,6 +38,10 @@ class NonNegative:
 
     families: ClassVar[tuple[str, ...]] = ATTACK_FAMILIES
 
+    #: Accepted for a uniform interface and ignored: the scan is over the known-scale
+    #: labels y(mu); an unknown gradient scale only admits more labels.
+    scale: str = "unknown"
+
     grid_points: int = 4000
     agree_l1: float = 1e-2
 
@@ -50,7 +54,9 @@ class NonNegative:
     def recover(self, observation: GradientObservation, *, family: str = "hard") -> LabelEstimate:
         del family  # the rule does not depend on it (``families`` declares what it accepts)
         # A classifier bias would pin mu in closed form; this asks what the weight alone allows.
-        problem = prepare(observation.weight, observation.weight_grad)
+        problem = prepare(
+            observation.weight, observation.weight_grad, precision=observation.precision
+        )
         magnitudes = np.logspace(-6, 0, self.grid_points // 2)
         inv_scales = np.concatenate([-magnitudes[::-1], magnitudes])
         labels, _ = implied_labels(inv_scales, problem.logit_direction, problem.coupling)

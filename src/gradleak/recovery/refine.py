@@ -14,10 +14,9 @@ import numpy as np
 from gradleak.families import LabelFamily
 from gradleak.recovery.last_layer import LastLayerProblem
 from gradleak.recovery.residual import (
+    LARGEST_GRADIENT_SCALE,
     Evaluator,
     ResidualState,
-    implied_label_slope,
-    implied_labels,
     project,
 )
 
@@ -30,16 +29,20 @@ def refine(
     Stops once no candidate improves its residual by more than 0.1 % in a step: the true
     scalar converges quadratically to ~1e-12, spurious minima stall at a positive residual.
     """
-    u, c, family = evaluate.problem.logit_direction, evaluate.problem.coupling, evaluate.family
     damping = np.ones_like(state.inv_scale)
     for _ in range(iterations):
-        slope = project(implied_label_slope(state.inv_scale, state.probs, u, c), state.mask, family)
+        slope = evaluate.slope(state)
         curvature = (slope * slope).sum(axis=1)
         step = -(slope * state.deviation).sum(axis=1) / np.where(curvature > 0, curvature, 1.0)
+        step = np.nan_to_num(step, nan=0.0, posinf=0.0, neginf=0.0)
         trial = evaluate(np.clip(state.inv_scale + damping * step, lower, upper))
         improved = trial.residual < state.residual
-        gain = np.where(improved, state.residual - trial.residual, 0.0)
+        # Relative progress; a candidate that first finds a fit (from no fit, inf) progressed.
+        finite = np.isfinite(state.residual)
+        with np.errstate(invalid="ignore"):
+            gain = np.where(improved & finite, state.residual - trial.residual, 0.0)
         progress = np.divide(gain, state.residual, out=np.zeros_like(gain), where=gain > 0)
+        progress = np.where(improved & ~finite, 1.0, progress)
         state = ResidualState(
             *(
                 np.where(improved.reshape(-1, *[1] * (new.ndim - 1)), new, old)
@@ -91,9 +94,7 @@ def bisect_crossings(
     quorum = 0.5 * mask.sum(axis=1)
     for _ in range(iterations):
         middle = 0.5 * (a + b)
-        labels, _ = implied_labels(
-            middle, evaluate.problem.logit_direction, evaluate.problem.coupling
-        )
+        labels = evaluate(middle).labels
         same = (np.sign(project(labels, mask, family)) == left_sign) & mask
         keep_left = same.sum(axis=1) > quorum
         a, b = np.where(keep_left, middle, a), np.where(keep_left, b, middle)
@@ -103,13 +104,15 @@ def bisect_crossings(
 def polish_many(
     problem: LastLayerProblem, family: LabelFamily, inv_scales: np.ndarray
 ) -> np.ndarray:
-    """Gauss-Newton from each scalar inside +-1 % of it (same sign, |t| <= 1), all at once: a
-    final precision step for searches whose own stopping rule is loose. Shapes: (K,) -> (K,)."""
+    """Gauss-Newton from each scalar inside +-1 % of it (same sign; |t| <= 1 at a known scale,
+    <= LARGEST_GRADIENT_SCALE at an unknown one), all at once: a final precision step for
+    searches whose own stopping rule is loose. Shapes: (K,) -> (K,)."""
     inv_scales = np.asarray(inv_scales, dtype=np.float64)
     if inv_scales.size == 0:
         return inv_scales
     sign = np.sign(inv_scales)
-    ends = np.clip(np.abs(inv_scales)[:, None] * np.array([0.99, 1.01]), 1e-300, 1.0)
+    largest = 1.0 if problem.scale == "known" else LARGEST_GRADIENT_SCALE
+    ends = np.clip(np.abs(inv_scales)[:, None] * np.array([0.99, 1.01]), 1e-300, largest)
     ends = np.sort(sign[:, None] * ends, axis=1)
     evaluate = Evaluator(problem, family)
     state = refine(evaluate(inv_scales), ends[:, 0], ends[:, 1], evaluate, iterations=30)

@@ -11,6 +11,12 @@ others are 0; smoothing: the C-1 others are equal; mixup: the C-2 others are equ
 relative residual ||deviation|| / ||p - y|| measures how far y(t) is from the family. Every
 search, the verdict and the loss-landscape figure evaluate it here; all of it is vectorised
 over many t.
+
+With an unknown gradient scale k (clipping, an unknown learning rate: dL/dW = k (p - y) x^T)
+the label is y(t, s) = softmax(u / t) - s c with s = p_r - y_r = t / k a second unknown. For
+each t the family constraint is linear in s, so s is eliminated in closed form (least squares
+on the constrained entries: variable projection) and the search stays one-dimensional in t.
+``problem.scale`` says which: "known" (s = t, the paper's setting) or "unknown".
 """
 
 from __future__ import annotations
@@ -70,26 +76,102 @@ def project(values: np.ndarray, mask: np.ndarray, family: LabelFamily) -> np.nda
 
 
 def relative_residual(
-    deviation: np.ndarray, inv_scale: np.ndarray, coupling_norm: float
+    deviation: np.ndarray, label_scale: np.ndarray, coupling_norm: float
 ) -> np.ndarray:
-    """||deviation|| / ||p - y||, with ||p - y|| = |t| * ||c||. Shapes: (T, C), (T,) -> (T,).
+    """||deviation|| / ||p - y||, with ||p - y|| = |s| * ||c||. Shapes: (T, C), (T,) -> (T,).
 
     Scale-aware: the plain variance tends to 0 as t -> 0 (the degenerate solution), this ratio
     does not, while the true t still gives exactly 0.
     """
-    return np.linalg.norm(deviation, axis=-1) / (np.abs(inv_scale) * coupling_norm)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.linalg.norm(deviation, axis=-1) / (np.abs(label_scale) * coupling_norm)
+    return np.where(np.isfinite(ratio) & np.isfinite(label_scale), ratio, np.inf)
 
 
 def label_residual(
-    labels: np.ndarray, inv_scale: np.ndarray, coupling_norm: float, family: LabelFamily
+    labels: np.ndarray, label_scale: np.ndarray, coupling_norm: float, family: LabelFamily
 ) -> np.ndarray:
-    """The family's relative residual of given labels. Shapes: (T, C), (T,) -> (T,)."""
+    """The family's relative residual of given labels y = p - s c. Shapes: (T, C), (T,) -> (T,)."""
     deviation = project(labels, constrained_mask(labels, family), family)
-    return relative_residual(deviation, inv_scale, coupling_norm)
+    return relative_residual(deviation, label_scale, coupling_norm)
+
+
+#: Alternations of mask and closed-form s when the gradient scale is unknown.
+SCALE_ROUNDS = 3
+
+#: The largest gradient scale k = t / s a fit may claim. Clipping and normalisation give
+#: k <= 1; an undeclared Nesterov step gives 1 + momentum < 2, a learning rate the server
+#: misjudges by up to 10x gives up to 10. Beyond that, s -> 0 approaches the degenerate "label
+#: equals prediction": where the softmax is one-hot (t -> 0), y = p - s c fits any family as
+#: s -> 0 (k -> infinity), and with k up to 1000 a near-degenerate wrong mixup label fitted a
+#: flat ResNet18 within its threshold (2 of 600 trials).
+LARGEST_GRADIENT_SCALE = 10.0
+
+
+def _alternate(
+    label_scale: np.ndarray,
+    probs: np.ndarray,
+    coupling: np.ndarray,
+    family: LabelFamily,
+    sign: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """SCALE_ROUNDS of (mask of y = p - s c, closed-form s for that mask); s and its residual.
+
+    The first mask comes from ``label_scale`` where it is finite, from the largest entries of
+    -sign(s) c (the label's own correction outweighing p) where it is NaN.
+    """
+    along = np.broadcast_to(coupling, probs.shape)
+    for _ in range(SCALE_ROUNDS):
+        start = np.where(
+            np.isfinite(label_scale)[:, None],
+            probs - np.nan_to_num(label_scale)[:, None] * coupling[None, :],
+            -sign[:, None] * along,
+        )
+        mask = constrained_mask(start, family)
+        shaped = project(probs, mask, family)
+        power = (shaped * shaped).sum(axis=1)
+        overlap = (shaped * project(along, mask, family)).sum(axis=1)
+        label_scale = np.divide(power, overlap, out=np.full_like(power, np.nan), where=overlap != 0)
+    labels = probs - np.nan_to_num(label_scale)[:, None] * coupling[None, :]
+    deviation = project(labels, constrained_mask(labels, family), family)
+    return label_scale, relative_residual(deviation, label_scale, float(np.linalg.norm(coupling)))
+
+
+def fitted_label_scale(
+    inv_scale: np.ndarray, probs: np.ndarray, coupling: np.ndarray, family: LabelFamily
+) -> np.ndarray:
+    """The s that makes p(t) - s c closest to the family, for every t (unknown gradient scale).
+
+    For a fixed set of constrained entries the family's deviation is a - s w with a = P p and
+    w = P c (P: `project`). The relative residual ||a - s w|| / (|s| ||c||) = ||w - a / s|| /
+    ||c|| is least at 1 / s = <a, w> / <a, a> (minimising the absolute deviation instead would
+    take s -> 0 wherever the softmax is one-hot, a "label equals prediction" that fits any
+    gradient). The set of constrained entries depends on s (it excludes the largest entries
+    of y), so mask and s alternate from two starts, the known-scale s = t (k near 1) and the
+    largest entries of -sign(t) c (k far from 1: the label's correction outweighs p), and the start
+    with the smaller residual wins. An s of the other sign than t would need k < 0, an s below
+    |t| / LARGEST_GRADIENT_SCALE a k beyond it, and <a, w> = 0 leaves nothing to fit: all are
+    NaN (no fit). Shapes: (T,), (T, C), (C,) -> (T,).
+    """
+    sign = np.sign(inv_scale)
+    near, near_residual = _alternate(inv_scale.copy(), probs, coupling, family, sign)
+    far, far_residual = _alternate(np.full_like(inv_scale, np.nan), probs, coupling, family, sign)
+    for candidate in (near, far):
+        plausible = (np.sign(candidate) == sign) & (
+            np.abs(candidate) * LARGEST_GRADIENT_SCALE >= np.abs(inv_scale)
+        )
+        candidate[~plausible] = np.nan
+    near_residual = np.where(np.isnan(near), np.inf, near_residual)
+    far_residual = np.where(np.isnan(far), np.inf, far_residual)
+    return np.where(far_residual < near_residual, far, near)
 
 
 class ResidualState(NamedTuple):
-    """The implied label and its family residual at a batch of scalars. Shapes: (K,), (K, C)."""
+    """The implied label and its family residual at a batch of scalars. Shapes: (K,), (K, C).
+
+    ``label_scale`` is s in y = p - s c: t itself when the gradient scale is known, fitted
+    when it is not (the gradient scale is then k = t / s).
+    """
 
     inv_scale: np.ndarray
     labels: np.ndarray
@@ -97,10 +179,12 @@ class ResidualState(NamedTuple):
     mask: np.ndarray
     deviation: np.ndarray
     residual: np.ndarray
+    label_scale: np.ndarray
 
 
 class Evaluator:
-    """Evaluates the residual of one problem and family; counts evaluations."""
+    """Evaluates the residual of one problem and family (in the problem's scale mode); counts
+    evaluations."""
 
     def __init__(self, problem: LastLayerProblem, family: LabelFamily) -> None:
         self.problem, self.family = problem, family
@@ -110,11 +194,41 @@ class Evaluator:
     def __call__(self, inv_scale: np.ndarray) -> ResidualState:
         self.count += inv_scale.size
         problem, family = self.problem, self.family
+        inv_scale = np.asarray(inv_scale, dtype=np.float64)
         labels, probs = implied_labels(inv_scale, problem.logit_direction, problem.coupling)
+        label_scale = inv_scale
+        if problem.scale == "unknown":
+            label_scale = fitted_label_scale(inv_scale, probs, problem.coupling, family)
+            # Where no s fits, keep the known-scale label (finite, so rounding floors and
+            # validity stay defined) and let the residual say "no fit".
+            usable = np.where(np.isfinite(label_scale), label_scale, inv_scale)
+            labels = probs - usable[:, None] * problem.coupling[None, :]
         mask = constrained_mask(labels, family)
         deviation = project(labels, mask, family)
-        residual = relative_residual(deviation, inv_scale, self.coupling_norm)
-        return ResidualState(inv_scale, labels, probs, mask, deviation, residual)
+        residual = relative_residual(deviation, label_scale, self.coupling_norm)
+        return ResidualState(inv_scale, labels, probs, mask, deviation, residual, label_scale)
+
+    def slope(self, state: ResidualState) -> np.ndarray:
+        """d(deviation)/dt at each candidate, for Gauss-Newton. Shapes: (K, C).
+
+        Known scale: P dy/dt. Unknown: s(t) = <a, a> / <a, w> is re-fitted at every t
+        (a = P p(t), w = P c), so the deviation a - s w moves by a' - s' w with a' = P dp/dt.
+        """
+        problem, family = self.problem, self.family
+        u, c = problem.logit_direction, problem.coupling
+        slope = implied_label_slope(state.inv_scale, state.probs, u, c)
+        if problem.scale == "known":
+            return project(slope, state.mask, family)
+        moved = project(slope + c[None, :], state.mask, family)  # a' = P dp/dt
+        shaped = project(state.probs, state.mask, family)  # a
+        along = project(np.broadcast_to(c, moved.shape), state.mask, family)  # w
+        power, overlap = (shaped * shaped).sum(axis=1), (shaped * along).sum(axis=1)
+        with np.errstate(all="ignore"):  # far from a fit these overflow; Gauss-Newton skips them
+            growth = 2.0 * (shaped * moved).sum(axis=1) * overlap - power * (moved * along).sum(
+                axis=1
+            )
+            change = np.nan_to_num(growth / overlap**2, nan=0.0, posinf=0.0, neginf=0.0)
+            return np.nan_to_num(moved - change[:, None] * along)
 
 
 def residual_at(

@@ -17,6 +17,7 @@ from gradleak.recovery.analytic import DEFAULT_TOL, auto_estimate, bias_estimate
 from gradleak.recovery.estimate import LabelEstimate
 from gradleak.recovery.last_layer import (
     DEFAULT_RANK_TOL,
+    SCALE_MODES,
     NotSingleInputError,
     check_rank_tol,
     prepare,
@@ -28,14 +29,18 @@ from gradleak.recovery.registry import ATTACK_FAMILIES, METHODS, check_family
 class ScalarSearch:
     """Recover soft label and feature from one input's last-layer gradient.
 
-    ``tol`` caps the relative family residual that counts as a fit (the threshold used is
-    min(tol, 10x the gradient's rounding floor)); ``rank_tol`` bounds the distance of dL/dW
-    from rank one (None skips that check); ``seed`` seeds the paper search's particle swarm.
+    ``scale`` is "unknown" (the default: a server never knows that nothing rescaled the
+    update, so the gradient scale k is fitted, which needs one more class) or "known" (the
+    paper's exact-gradient setting). ``tol`` caps the relative family residual that counts as
+    a fit (the threshold used is min(tol, 10x the gradient's rounding floor)); ``rank_tol``
+    bounds the distance of dL/dW from rank one (None skips that check); ``seed`` seeds the
+    paper search's particle swarm.
     """
 
     key: ClassVar[str]
     families: ClassVar[tuple[str, ...]] = ATTACK_FAMILIES
 
+    scale: str = "unknown"
     tol: float = DEFAULT_TOL
     rank_tol: float | None = DEFAULT_RANK_TOL
     seed: int = 0
@@ -46,6 +51,8 @@ class ScalarSearch:
         if not 0 < self.tol < 1:
             raise ValueError(f"tol must be in (0, 1), got {self.tol}")
         check_rank_tol(self.rank_tol)
+        if self.scale not in SCALE_MODES:
+            raise ValueError(f"scale must be one of {', '.join(SCALE_MODES)}, got {self.scale!r}")
 
     def from_last_layer(
         self,
@@ -55,9 +62,29 @@ class ScalarSearch:
         bias_grad: Tensor | None = None,
         *,
         family: str = "auto",
+        precision: float | None = None,
     ) -> LabelEstimate:
         check_family(self.key, family)
-        problem = prepare(weight, weight_grad, bias, bias_grad, rank_tol=self.rank_tol)
+        problem = prepare(
+            weight,
+            weight_grad,
+            bias,
+            bias_grad,
+            rank_tol=self.rank_tol,
+            scale=self.scale,
+            precision=precision,
+        )
+        if problem.sign_like:
+            return LabelEstimate.refusal(
+                problem.num_classes,
+                reason=(
+                    "nearly every entry of the weight gradient has one magnitude: a sign-based "
+                    "update (Adam's first step, signSGD) that was not declared; the magnitudes "
+                    "that identify the label are gone (declare optimizer='adam' in from_update)"
+                ),
+                method=self.key,
+                family=family,
+            )
         if problem.bias is not None:
             return bias_estimate(problem, tol=self.tol, family=family, method=self.key)
         if family == "auto":
@@ -78,10 +105,11 @@ class ScalarSearch:
             observation.bias,
             observation.bias_grad,
         )
+        precision = observation.precision
         if observation.num_samples == 1:
-            return self.from_last_layer(*arrays, family=family)
+            return self.from_last_layer(*arrays, family=family, precision=precision)
         try:
-            estimate = self.from_last_layer(*arrays, family=family)
+            estimate = self.from_last_layer(*arrays, family=family, precision=precision)
         except NotSingleInputError as error:
             raise NotSingleInputError(
                 f"observation.num_samples is {observation.num_samples}: {error}. The analytic "

@@ -28,12 +28,7 @@ from gradleak.recovery.noise import (
     valid_at,
 )
 from gradleak.recovery.refine import polish_many
-from gradleak.recovery.residual import (
-    constrained_mask,
-    implied_label_slope,
-    implied_labels,
-    label_residual,
-)
+from gradleak.recovery.residual import Evaluator, constrained_mask, implied_labels, project
 from gradleak.recovery.search_result import ScalarSolution
 
 #: A second solution makes the answer ambiguous when its label differs by more than this in l1
@@ -46,18 +41,26 @@ RIVAL_FLOOR = 1e-2
 EXACT_RIVAL = 1e-12
 
 
-def label_at(problem: LastLayerProblem, inv_scale: float) -> tuple[np.ndarray, np.ndarray]:
-    """y(t) and softmax(u / t) at one scalar. Shapes: (C,), (C,)."""
-    labels, probs = implied_labels(np.array([inv_scale]), problem.logit_direction, problem.coupling)
-    return labels[0], probs[0]
+def label_at(
+    problem: LastLayerProblem, family: LabelFamily, inv_scale: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """y(t) and softmax(u / t) at one scalar (in the problem's scale mode, where the label at
+    an unknown gradient scale depends on the family). Shapes: (C,), (C,)."""
+    state = Evaluator(problem, family)(np.array([inv_scale]))
+    return state.labels[0], state.probs[0]
 
 
 def family_residual(
     problem: LastLayerProblem, family: LabelFamily, label: np.ndarray, inv_scale: float
 ) -> float:
-    """The family's relative residual of one label at t. Shapes: (C,) -> float."""
-    norm = float(np.linalg.norm(problem.coupling))
-    return float(label_residual(label[None, :], np.array([inv_scale]), norm, family)[0])
+    """The family's relative residual of one given label y at t: ||deviation|| / ||p - y||.
+
+    Shapes: (C,) -> float.
+    """
+    _, probs = implied_labels(np.array([inv_scale]), problem.logit_direction, problem.coupling)
+    deviation = project(label[None], constrained_mask(label[None], family), family)
+    size = float(np.linalg.norm(probs[0] - label))
+    return float(np.linalg.norm(deviation)) / size if size > 0 else float("inf")
 
 
 def fit_reason(
@@ -96,6 +99,24 @@ class Saturation(NamedTuple):
         return self.equations == 1 and not self.linear
 
 
+#: Entries of a label this close to each other are a tie: either could be the free one.
+TIE = 1e-3
+
+
+def _masks(label: np.ndarray, family: LabelFamily) -> list[np.ndarray]:
+    """The constrained entries at this label, and the alternative when the smallest free entry
+    and the largest constrained one tie (a label near uniform has no clear target)."""
+    mask = constrained_mask(label[None], family)[0]
+    masks = [mask]
+    free, kept = np.flatnonzero(~mask), np.flatnonzero(mask)
+    weakest, strongest = free[np.argmin(label[free])], kept[np.argmax(label[kept])]
+    if label[weakest] - label[strongest] <= TIE:
+        swapped = mask.copy()
+        swapped[[weakest, strongest]] = [True, False]
+        masks.append(swapped)
+    return masks
+
+
 def saturation(
     problem: LastLayerProblem, family: LabelFamily, inv_scale: float, threshold: float
 ) -> Saturation:
@@ -104,80 +125,125 @@ def saturation(
 
     A class counts as frozen when p_i (or 1 - p_i) is within SATURATION_FACTOR times its own
     rounding, or so small that no change of it could move the relative residual past the
-    acceptance ``threshold`` (p_i <= threshold |t| ||c||): either way its entry says nothing
-    the verdict can use about the scale.
+    acceptance ``threshold`` (p_i <= threshold ||p - y||): either way its entry says nothing
+    the verdict can use about the scale. Where the free entries tie with a constrained one,
+    the worse of the two readings counts.
     """
     t = np.array([inv_scale])
-    labels, probs = implied_labels(t, problem.logit_direction, problem.coupling)
-    mask = constrained_mask(labels, family)[0]
+    state = Evaluator(problem, family)(t)
+    labels, probs = state.labels, state.probs
     rounding = entry_slack(problem, t, labels, probs, least=0.0, per_row=True)[0] / NOISE_FACTOR
-    unseen = threshold * abs(inv_scale) * float(np.linalg.norm(problem.coupling))
+    unseen = threshold * float(np.linalg.norm(probs[0] - labels[0]))
     near = np.maximum(SATURATION_FACTOR * rounding, unseen)
-    low = mask & (probs[0] <= near)
-    high = mask & (1.0 - probs[0] <= near)
-    moving = mask & ~low & ~high
-    equations, linear = scale_equations(
-        moving=int(moving.sum()),
-        frozen_low=int(low.sum()),
-        frozen_high=int(high.sum()),
-        others_equal_zero=family.others_equal_zero,
-    )
+    counts = []
+    for mask in _masks(labels[0], family):
+        low = mask & (probs[0] <= near)
+        high = mask & (1.0 - probs[0] <= near)
+        moving = mask & ~low & ~high
+        counts.append(
+            (
+                *scale_equations(
+                    moving=int(moving.sum()),
+                    frozen_low=int(low.sum()),
+                    frozen_high=int(high.sum()),
+                    others_equal_zero=family.others_equal_zero,
+                    scale=problem.scale,
+                ),
+                int((low | high).sum()),
+                int(mask.sum()),
+            )
+        )
+    equations, linear, frozen, constrained = min(counts, key=lambda count: count[:2])
     reason = ""
     if equations == 0:
         reason = (
-            f"not identifiable at this scalar: the softmax is saturated on "
-            f"{int((low | high).sum())} of the {int(mask.sum())} classes the {family.key} family "
-            "constrains (p too close to 0 or 1 to be seen at this gradient's precision), so "
-            "their entries are linear in the scale and no equation pins it: a whole interval "
-            "of labels fits"
+            f"not identifiable at this scalar: the softmax is saturated on {frozen} of the "
+            f"{constrained} classes the {family.key} family constrains (p too close to 0 or 1 "
+            "to be seen at this gradient's precision), so no equation that moves with the "
+            "scale is left to pin it: a whole interval of labels fits"
+            + (" (the gradient scale is one more unknown)" if problem.scale == "unknown" else "")
         )
     return Saturation(equations, linear, reason)
 
 
-def _is_rival(
+def flat_reason(
     problem: LastLayerProblem,
     family: LabelFamily,
     inv_scale: float,
-    best_residual: float,
-    known: list[np.ndarray],
-) -> bool:
-    """t implies a valid label unlike every known one, fitting about as exactly as the best.
+    label: np.ndarray,
+    probs: np.ndarray,
+    threshold: float,
+) -> str:
+    """Empty unless the softmax is too flat at t to tell the gradient scale (unknown scale only).
 
-    It must come within AMBIGUITY_RATIO of the best residual (or of a hundredth of its own
-    rounding floor, when the best fit is exact beyond rounding): a valley whose residual
-    stalls far above the best fit is no rival.
+    Along the path x -> lam x, k -> k / lam^2 the label becomes (1 - lam) U + lam y, which fits
+    the family up to the softmax's curvature (`identifiability`): to second order in the
+    centred logits d = z - <p, z>, p moves by p (d^2 - <p, d^2>) / 2 beyond its linear part.
+    When that curvature, relative to ||p - y||, is below the acceptance threshold, labels a
+    whole unit of lam away fit: refused. A classifier bias pins the scale, and a hard label
+    leaves the path ((1 - lam) U + lam e_k is not one-hot), so neither is affected.
     """
-    other, probs = label_at(problem, inv_scale)
-    if min(np.abs(other - seen).sum() for seen in known) <= AMBIGUITY_L1:
-        return False
-    if not valid_at(problem, np.array([inv_scale]), other[None], probs[None])[0]:
-        return False
-    floor = noise_floor(problem, family, np.array([inv_scale]), other[None], probs[None])[0]
-    reference = max(best_residual, RIVAL_FLOOR * floor, EXACT_RIVAL)
-    return family_residual(problem, family, other, inv_scale) <= AMBIGUITY_RATIO * reference
+    if problem.scale != "unknown" or problem.bias is not None or family.others_equal_zero:
+        return ""
+    logits = problem.logit_direction / inv_scale
+    centred = logits - probs @ logits
+    squares = centred**2
+    curvature = float(np.linalg.norm(probs * (squares - probs @ squares))) / 2
+    size = float(np.linalg.norm(probs - label))
+    if size > 0 and curvature > threshold * size:
+        return ""
+    return (
+        "not identifiable at this scalar: the softmax is too flat (logit spread "
+        f"{np.ptp(logits):.2g}) for its curvature to tell the gradient scale: at an unknown "
+        "scale every label (1 - lam) U + lam y on a whole range of lam fits as well (pass a "
+        "classifier bias, or scale='known' if nothing rescaled the gradient)"
+    )
+
+
+def _fitting(
+    problem: LastLayerProblem, family: LabelFamily, candidates: np.ndarray, best_residual: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which scalars imply a valid label fitting about as exactly as the best, and their labels.
+
+    A candidate must come within AMBIGUITY_RATIO of the best residual (or of a hundredth of its
+    own rounding floor, when the best fit is exact beyond rounding): a valley whose residual
+    stalls far above the best fit is no rival. Its residual is `family_residual` of its label,
+    all candidates in one evaluation. Shapes: (K,) -> (K,), (K, C).
+    """
+    state = Evaluator(problem, family)(candidates)
+    labels, probs = state.labels, state.probs
+    valid = valid_at(problem, candidates, labels, probs)
+    floor = noise_floor(problem, family, candidates, labels, probs)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        residual = np.linalg.norm(state.deviation, axis=1) / np.linalg.norm(probs - labels, axis=1)
+    residual = np.where(np.isfinite(residual), residual, np.inf)
+    reference = np.maximum(np.maximum(best_residual, RIVAL_FLOOR * floor), EXACT_RIVAL)
+    return valid & (residual <= AMBIGUITY_RATIO * reference), labels
 
 
 #: Label distances (multiples of AMBIGUITY_L1) at which the neighbourhood of a root is probed.
 PROBE_DISTANCES = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 
 
-def _neighbours(problem: LastLayerProblem, inv_scale: float) -> np.ndarray:
+def _neighbours(problem: LastLayerProblem, family: LabelFamily, inv_scale: float) -> np.ndarray:
     """Scalars on either side of t where the label has moved by PROBE_DISTANCES x AMBIGUITY_L1.
 
     First order: the label moves at dy/dt, so a step of d / ||dy/dt||_1 moves it by about d in
     l1. Probing at several distances finds a flat stretch (every probe fits) and a second root
     close to the first (a probe lands in its basin and is polished into it), both of which a
-    grid can miss. Probes that would leave t's branch ([-1, 0) or (0, 1]) are dropped.
+    grid can miss. Probes that would leave t's branch ([-1, 0) or (0, 1] at a known scale) are
+    dropped. The speed is a central difference of the label, which at an unknown scale moves
+    with the re-fitted s as well.
     """
-    _, probs = label_at(problem, inv_scale)
-    t = np.array([inv_scale])
-    slope = implied_label_slope(t, probs[None], problem.logit_direction, problem.coupling)[0]
-    speed = float(np.abs(slope).sum())
+    step = 1e-7 * abs(inv_scale)
+    sides = Evaluator(problem, family)(np.array([inv_scale - step, inv_scale + step])).labels
+    speed = float(np.abs(sides[1] - sides[0]).sum() / (2 * step))
     if not np.isfinite(speed) or speed == 0.0:
         return np.empty(0)
     steps = AMBIGUITY_L1 * np.asarray(PROBE_DISTANCES) / speed
     probes = np.concatenate([inv_scale - steps, inv_scale + steps])
-    keep = (np.sign(probes) == np.sign(inv_scale)) & (np.abs(probes) <= 1.0)
+    bound = 1.0 if problem.scale == "known" else np.inf
+    keep = (np.sign(probes) == np.sign(inv_scale)) & (np.abs(probes) <= bound)
     return probes[keep]
 
 
@@ -194,15 +260,23 @@ def rivals(
     as probed and polished), each polished first so a genuine second root is judged on the
     precision it can reach; and ``roots``, every root a census found (already polished)."""
     starts = np.array([candidate for candidate, _ in solution.alternatives])
-    neighbours = _neighbours(problem, solution.inv_scale)
+    neighbours = _neighbours(problem, family, solution.inv_scale)
+    candidates = np.concatenate(
+        [
+            polish_many(problem, family, starts),
+            neighbours,
+            polish_many(problem, family, neighbours),
+            np.empty(0) if roots is None else np.asarray(roots, dtype=np.float64),
+        ]
+    )
+    if candidates.size == 0:
+        return []
+    fits, labels = _fitting(problem, family, candidates, solution.residual)
     found: list[float] = []
-    for candidate in (
-        *polish_many(problem, family, starts),
-        *neighbours,
-        *polish_many(problem, family, neighbours),
-        *(() if roots is None else roots),
-    ):
-        known = [label, *(label_at(problem, rival)[0] for rival in found)]
-        if _is_rival(problem, family, candidate, solution.residual, known):
-            found.append(candidate)
+    known = [label]
+    for candidate, fit, other in zip(candidates, fits, labels, strict=True):
+        # A rival implies a label unlike every known one (the solution's, earlier rivals').
+        if fit and min(np.abs(other - seen).sum() for seen in known) > AMBIGUITY_L1:
+            found.append(float(candidate))
+            known.append(other)
     return found

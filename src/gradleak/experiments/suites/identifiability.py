@@ -28,6 +28,7 @@ from gradleak.output_files import write_atomic
 from gradleak.recovery import ATTACK_FAMILIES
 from gradleak.recovery.estimate import LabelEstimate
 from gradleak.recovery.identifiability import identifiability
+from gradleak.recovery.last_layer import SCALE_MODES
 
 SUCCESS_L1 = 1e-2
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -44,6 +45,7 @@ class IdentifiabilityTrials:
     feature_dim: int = 64
     bias: bool = False
     dtype: str = "float32"
+    scale: str = "known"
     title: str = ""
 
     def __post_init__(self) -> None:
@@ -57,6 +59,8 @@ class IdentifiabilityTrials:
             raise ValueError(
                 f"attack_family={self.attack_family!r}: choose one of {', '.join(ATTACK_FAMILIES)}"
             )
+        if self.scale not in SCALE_MODES:
+            raise ValueError(f"scale={self.scale!r}: choose one of {', '.join(SCALE_MODES)}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype={self.dtype!r}: choose one of {sorted(DTYPES)}")
 
@@ -65,8 +69,10 @@ class IdentifiabilityTrials:
         if self.title:
             return self.title
         bias = " bias" if self.bias else ""
+        scale = "" if self.scale == "known" else " unknown scale"
         return (
-            f"C={self.num_classes} {self.label_family} as {self.attack_family}{bias} {self.dtype}"
+            f"C={self.num_classes} {self.label_family} as {self.attack_family}{bias}{scale} "
+            f"{self.dtype}"
         )
 
 
@@ -82,6 +88,7 @@ class IdentifiabilityRecord:
     attack_family: str
     bias: bool
     dtype: str
+    scale: str
     converged: bool
     l1: float | None
     correct: bool
@@ -116,7 +123,7 @@ def run_trial(task: TrialTask) -> list[Record]:
     )
     try:
         estimate = gradleak.recover_from_last_layer(
-            weight, weight_grad, bias, bias_grad, family=case.attack_family
+            weight, weight_grad, bias, bias_grad, family=case.attack_family, scale=case.scale
         )
     except ValueError as error:  # an all-zero (underflowed) gradient: refused before search
         estimate = LabelEstimate.refusal(
@@ -132,6 +139,7 @@ def run_trial(task: TrialTask) -> list[Record]:
         attack_family=case.attack_family,
         bias=case.bias,
         dtype=case.dtype,
+        scale=case.scale,
         converged=bool(estimate.converged),
         l1=l1,
         correct=l1 is not None and l1 < SUCCESS_L1,
@@ -175,7 +183,8 @@ def by_class_count(records: list[Record]) -> str:
     accepts" of N, the compact form of `summarise`."""
     cells: dict[tuple[int, str], list[Record]] = defaultdict(list)
     for record in records:
-        column = f"{record['label_family']} as {record['attack_family']}"
+        scale = "" if record.get("scale", "known") == "known" else ", unknown scale"
+        column = f"{record['label_family']} as {record['attack_family']}{scale}"
         cells[(record["num_classes"], column)].append(record)
     columns = list(dict.fromkeys(column for _, column in cells))
     lines = [

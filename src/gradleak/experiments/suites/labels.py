@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from collections import Counter
+from dataclasses import asdict, dataclass, field, fields
+from itertools import product
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ import numpy as np
 
 import gradleak
 from gradleak import defenses
+from gradleak.client.updates import ClientUpdate, client_update
 from gradleak.experiments.case_checks import (
     check_choice,
     check_client_setting,
@@ -30,7 +33,7 @@ from gradleak.families import draw_trial
 from gradleak.metrics.labels import label_l1, relative_feature_error
 from gradleak.output_files import write_atomic
 from gradleak.recovery import ATTACK_FAMILIES, METHODS, LabelEstimate
-from gradleak.recovery.last_layer import NotSingleInputError
+from gradleak.recovery.last_layer import SCALE_MODES, NotSingleInputError
 
 #: Label success as in the paper: l1 distance to the true label below this.
 SUCCESS_L1 = 1e-2
@@ -49,8 +52,13 @@ class LabelTrials:
     ``auto``: the family is hidden). ``defense``/``defense_params`` perturb the observed
     gradient (noise appendix; noise scales relative to each tensor's RMS).
     ``samples_per_method`` caps some methods' trials (the paper search, slower, runs on the
-    first N trials of the same gradients). ``checkpoint`` attacks a trained model; empty
-    fields mean defaults; ``title`` overrides the row name.
+    first N trials of the same gradients). ``scales`` lists the gradient-scale assumptions
+    every method runs under ("unknown", the default, and/or "known", the paper's setting).
+    ``client_update`` (fields of `ClientUpdate`: optimizer, lr, momentum, nesterov,
+    weight_decay, clipping, max_grad_norm) makes the client send a real optimizer step, which
+    the server reads back with `GradientObservation.from_update`; empty: the exact gradient.
+    ``classifier_bias`` gives the fresh model's classifier a bias. ``checkpoint`` attacks a
+    trained model; empty fields mean defaults; ``title`` overrides the row name.
     """
 
     model: str
@@ -68,6 +76,9 @@ class LabelTrials:
     defense: str = ""
     defense_params: dict[str, Any] = field(default_factory=dict)
     samples_per_method: dict[str, int] = field(default_factory=dict)
+    scales: tuple[str, ...] = ("unknown",)
+    client_update: dict[str, Any] = field(default_factory=dict)
+    classifier_bias: bool = False
     title: str = ""
 
     def __post_init__(self) -> None:
@@ -78,12 +89,32 @@ class LabelTrials:
             raise ValueError(f"methods {unknown} unknown; choose from {', '.join(METHODS)}")
         if self.samples < 1 or self.per_model < 1:
             raise ValueError("samples and per_model must be >= 1")
+        if not self.scales or set(self.scales) - set(SCALE_MODES):
+            raise ValueError(f"scales = {list(self.scales)}: choose from {', '.join(SCALE_MODES)}")
         for method, count in self.samples_per_method.items():
             if method not in self.methods or count < 1:
                 raise ValueError(
                     f"samples_per_method.{method} = {count}: it must name one of methods "
                     f"({', '.join(self.methods)}) and be >= 1"
                 )
+        if self.client_update:
+            _ = self.update_settings  # unknown fields or values fail here, naming them
+
+    @property
+    def update_settings(self) -> ClientUpdate | None:
+        """The client's optimizer step, or None for the exact gradient."""
+        if not self.client_update:
+            return None
+        known = {item.name for item in fields(ClientUpdate)}
+        unknown = sorted(set(self.client_update) - known)
+        if unknown:
+            raise ValueError(
+                f"client_update: unknown fields {unknown}; choose from {', '.join(sorted(known))}"
+            )
+        try:
+            return ClientUpdate(**self.client_update)
+        except ValueError as error:
+            raise ValueError(f"client_update: {error}") from None
 
     @property
     def attacked_family(self) -> str:
@@ -105,6 +136,11 @@ class LabelTrials:
                     f"{family!r}: {', '.join(accepting(family))}"
                 )
         check_defense(self.defense, self.defense_params)
+        if self.checkpoint and self.classifier_bias:
+            raise ValueError(
+                "classifier_bias = true with a checkpoint: the checkpoint's architecture "
+                "decides the bias; drop classifier_bias"
+            )
 
     @property
     def name(self) -> str:
@@ -122,6 +158,10 @@ class LabelTrials:
             else:
                 pairs = " ".join(f"{key}={value}" for key, value in params.items())
                 text += f" + {self.defense} {pairs}".rstrip()
+        if self.classifier_bias:
+            text += " with bias"
+        if self.update_settings is not None:
+            text += f"; {self.update_settings.describe()}"
         return text
 
 
@@ -131,6 +171,7 @@ class LabelRecord:
 
     case: str
     method: str
+    scale: str
     trial: int
     seed: int
     model: str
@@ -143,10 +184,14 @@ class LabelRecord:
     correct: bool
     converged: bool
     residual: float
-    scale: float
+    mu: float
+    gradient_scale: float
     reason: str
     feature_error: float | None
     seconds: float
+    clip_factor: float
+    hard_label_guess: int | None
+    hard_label_guess_correct: bool | None
 
 
 def run_trial(task: TrialTask) -> list[Record]:
@@ -155,19 +200,26 @@ def run_trial(task: TrialTask) -> list[Record]:
     images, model = resources.client_setting(case, task.model_seed)
     rng = np.random.default_rng(task.seed)
     inputs, label = draw_trial(case.label_family, images, case.num_classes, rng)
-    observation, secret = gradleak.simulate_client_step(model, inputs, label)
+    settings = case.update_settings
+    factor = 1.0
+    if settings is None:
+        observation, secret = gradleak.simulate_client_step(model, inputs, label)
+    else:
+        observation, secret, factor = client_update(model, inputs, label, settings, rng=rng)
     if case.defense:
         observation = defenses.apply(
             observation, case.defense, seed=task.seed, **relative_noise(case.defense_params)
         )
     truth = secret.soft_label[0]
     records = []
-    for method in case.methods:
+    for method, scale in product(case.methods, case.scales):
         if task.trial >= case.samples_per_method.get(method, case.samples):
             continue
         start = time.perf_counter()
         try:
-            estimate = gradleak.recover_label(observation, case.attacked_family, method=method)
+            estimate = gradleak.recover_label(
+                observation, case.attacked_family, method=method, scale=scale
+            )
         except NotSingleInputError as error:  # noise can break the rank-one check: a refusal
             estimate = LabelEstimate.refusal(
                 truth.shape[-1], reason=str(error), method=method, family="none"
@@ -175,9 +227,11 @@ def run_trial(task: TrialTask) -> list[Record]:
         seconds = time.perf_counter() - start
         l1 = label_l1(estimate.soft_label, truth)
         l1 = l1 if np.isfinite(l1) else None  # a refusal has no label: JSON null, not NaN
+        guess = estimate.diagnostics.get("hard_label_guess")
         record = LabelRecord(
             case=case.name,
             method=method,
+            scale=scale,
             trial=task.trial,
             seed=task.seed,
             model=case.model,
@@ -190,30 +244,59 @@ def run_trial(task: TrialTask) -> list[Record]:
             correct=l1 is not None and l1 < SUCCESS_L1,
             converged=bool(estimate.converged),
             residual=estimate.residual,
-            scale=estimate.scale,
+            mu=estimate.scale,
+            gradient_scale=estimate.gradient_scale,
             reason=estimate.reason,
             feature_error=relative_feature_error(estimate.features, secret.features[0]),
             seconds=seconds,
+            clip_factor=factor,
+            hard_label_guess=guess,
+            hard_label_guess_correct=None if guess is None else guess == int(truth.argmax()),
         )
         records.append(asdict(record))
     return records
 
 
+def _reason_head(reason: str) -> str:
+    """A refusal's kind: its text up to the first colon or parenthesis, at most 60 characters."""
+    head = reason.split(":")[0].split(" (")[0].strip()
+    return head if len(head) <= 60 else head[:57] + "..."
+
+
+def _refusal_kinds(records: list[Record]) -> str:
+    """The refusal kinds of a row and how often each occurred, most frequent first."""
+    kinds = Counter(_reason_head(r["reason"]) for r in records if not r["converged"])
+    return "; ".join(f"{count} {kind}" for kind, count in kinds.most_common()) or "-"
+
+
+def _guesses(records: list[Record]) -> str:
+    """Right / made hard-label guesses from the signs of a sign-only update ("-": none)."""
+    made = [r.get("hard_label_guess_correct") for r in records]
+    made = [correct for correct in made if correct is not None]
+    return f"{sum(made)} / {len(made)}" if made else "-"
+
+
 def report(records: list[Record], folder: Path) -> list[Path]:
-    """table.md / table.csv (accuracy, false accepts, refusals, times, mean +- std label l1
-    over the trials a method answered) and, when the records vary a defense's parameters,
+    """table.md / table.csv (accuracy, false accepts, refusals with their kinds, times, mean
+    +- std label l1 over the trials a method answered, and the hard-label guesses of sign-only
+    updates where any were made) and, when the records vary a defense's parameters,
     accuracy-vs-noise.png."""
     rows = summarise(records)
-    answered_l1: dict[tuple[str, str], list[float]] = {}
+    groups: dict[tuple[str, str, str], list[Record]] = {}
     for record in records:
-        if record["l1"] is not None and np.isfinite(record["l1"]):
-            answered_l1.setdefault((record["case"], record["method"]), []).append(record["l1"])
+        key = (record["case"], record["method"], record.get("scale", "known"))
+        groups.setdefault(key, []).append(record)
     for row in rows:
-        answered = answered_l1.get((row["setting"], row["method"]), [])
+        group = groups[(row["setting"], row["method"], row["scale"])]
+        answered = [r["l1"] for r in group if r["l1"] is not None and np.isfinite(r["l1"])]
         row["l1 mean ± std"] = (
             f"{np.mean(answered):.3g} ± {np.std(answered):.2g}" if answered else "-"
         )
-    columns = (*COLUMNS, "l1 mean ± std")
+        row["refusal reasons"] = _refusal_kinds(group)
+        row["hard-label guesses right"] = _guesses(group)
+    columns = (*COLUMNS, "l1 mean ± std", "refusal reasons")
+    if any(row["hard-label guesses right"] != "-" for row in rows):
+        columns = (*columns, "hard-label guesses right")
     written = [folder / "table.md", folder / "table.csv"]
     write_atomic(written[0], markdown(rows, columns))
     write_csv(written[1], rows, columns)

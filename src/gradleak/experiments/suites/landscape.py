@@ -103,7 +103,8 @@ def run_trial(task: TrialTask) -> list[Record]:
     problem = prepare(observation.weight, observation.weight_grad)
     row = observation.weight_grad[problem.row].double()
     true_scale = float(secret.features[0].double() @ row / (row @ row))
-    estimate = gradleak.recover_label(observation, family=case.label_family)
+    # The paper's landscape: the residual against mu at the exact (known) gradient scale.
+    estimate = gradleak.recover_label(observation, family=case.label_family, scale="known")
     half = case.grid_points // 2
     magnitudes = np.logspace(0, 4, half)
     scales = np.concatenate([-magnitudes[::-1], magnitudes])

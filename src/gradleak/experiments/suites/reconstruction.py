@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 import gradleak
-from gradleak.experiments.case_checks import check_client_setting
+from gradleak.experiments.case_checks import check_choice, check_client_setting
 from gradleak.experiments.figures import encode_png, image_grid
 from gradleak.experiments.reconstruction_tables import csv, markdown, summarise_reconstruction
 from gradleak.experiments.suites import resources
@@ -24,6 +24,7 @@ from gradleak.families import draw_trial
 from gradleak.metrics import label_l1, score_images, to_unit_range
 from gradleak.output_files import write_atomic
 from gradleak.reconstruction import MatchingSettings
+from gradleak.recovery.last_layer import SCALE_MODES
 
 _PAPER = MatchingSettings()
 
@@ -36,7 +37,8 @@ class ReconstructionTrials:
     `MatchingSettings` of the gradient-matching variants (`settings`); ``dlg_iterations``
     counts DLG's own L-BFGS steps. ``save_images``: the first that many trials keep truth and
     reconstructions (8-bit PNG inside the record) so the report can draw the image grid from
-    the records alone.
+    the records alone. ``scale`` is the gradient-scale assumption of the label recovery
+    ("known", the paper's Table 3 setting, or "unknown").
     """
 
     model: str
@@ -56,7 +58,8 @@ class ReconstructionTrials:
     data_root: str = ""
     image_size: int = 0
     save_images: int = 0
-    label: str = ""
+    scale: str = "known"
+    title: str = ""
 
     def __post_init__(self) -> None:
         if not self.variants:
@@ -83,11 +86,12 @@ class ReconstructionTrials:
     def validate(self) -> None:
         """Check the model, data, family, class count and checkpoint against what exists."""
         check_client_setting(self)
+        check_choice("scale", self.scale, SCALE_MODES)
 
     @property
     def name(self) -> str:
-        if self.label:
-            return self.label
+        if self.title:
+            return self.title
         return f"{self.model} ({self.init}) {self.dataset} C={self.num_classes} {self.label_family}"
 
 
@@ -125,7 +129,7 @@ def run_trial(task: TrialTask) -> list[Record]:
     rng = np.random.default_rng(task.seed)
     inputs, label = draw_trial(case.label_family, images, case.num_classes, rng)
     observation, secret = gradleak.simulate_client_step(model, inputs, label)
-    estimate = gradleak.recover_label(observation, family=case.label_family)
+    estimate = gradleak.recover_label(observation, family=case.label_family, scale=case.scale)
     keep_images = task.trial < case.save_images
     truth_png = None
     if keep_images:

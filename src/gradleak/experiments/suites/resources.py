@@ -19,19 +19,33 @@ def images(dataset: str, root: str, image_size: int) -> ImageSet:
 
 @lru_cache(maxsize=4)
 def model(
-    name: str, init: str, num_classes: int, seed: int, channels: int, size: int, checkpoint: str
+    name: str,
+    init: str,
+    num_classes: int,
+    seed: int,
+    channels: int,
+    size: int,
+    checkpoint: str,
+    classifier_bias: bool = False,
 ) -> nn.Module:
     """A fresh model (seeded) or, with ``checkpoint``, the trained one stored there."""
     if checkpoint:
         return gradleak.models.load(checkpoint)
     return gradleak.models.build(
-        name, num_classes=num_classes, init=init, seed=seed, in_channels=channels, image_size=size
+        name,
+        num_classes=num_classes,
+        init=init,
+        seed=seed,
+        in_channels=channels,
+        image_size=size,
+        classifier_bias=classifier_bias,
     )
 
 
 def client_setting(case, model_seed: int) -> tuple[ImageSet, nn.Module]:
     """The test images and the attacked model of a case (fields model, init, num_classes,
-    dataset, data_root, image_size, checkpoint), the model sized to the images.
+    dataset, data_root, image_size, checkpoint, and classifier_bias where the case has it),
+    the model sized to the images.
 
     The dataset's class count must equal ``num_classes``: for an image folder this first load
     is the earliest it is known (the others are checked when the config loads).
@@ -51,5 +65,6 @@ def client_setting(case, model_seed: int) -> tuple[ImageSet, nn.Module]:
         test_images.images.shape[1],
         test_images.images.shape[-1],
         case.checkpoint,
+        getattr(case, "classifier_bias", False),
     )
     return test_images, attacked
