@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from gradleak.models import build, default_input_shape, names, register
+from gradleak.recovery import METHODS
 
 EXPECTED_NAMES = {"lenet", "resnet18", "resnet18-imagenet", "resnet50", "alexnet", "fcn4"}
 # Smaller-than-default images keep the heavy models fast; the rest use their default shape.
@@ -208,3 +209,9 @@ def test_register_rejects_duplicates_and_bad_names() -> None:
     with pytest.raises(ValueError, match="kebab-case"):
         register("Bad_Name", default_image_size=32)
     assert "Bad_Name" not in names()
+
+
+def test_registry_summaries_are_plain_first_sentences() -> None:
+    """--help texts: one sentence per entry, no RST literals, no sentence cut at a line end."""
+    for key, text in METHODS.describe():
+        assert text and "``" not in text and not text.endswith((".", ",")), (key, text)

@@ -89,9 +89,13 @@ class Registry(Generic[T]):
 
 
 def summary(entry: Any) -> str:
-    """The first line of an entry's docstring (empty when it has none)."""
+    """The first sentence of an entry's docstring, without its full stop, as plain text for
+    ``--help`` (empty when it has none): the first paragraph on one line, RST literals
+    unquoted."""
     doc = inspect.getdoc(entry) or ""
-    return doc.splitlines()[0] if doc else ""
+    paragraph = " ".join(doc.split("\n\n")[0].split()).replace("``", "")
+    sentence = paragraph.split(". ")[0]
+    return sentence.rstrip(".")
 
 
 def check_parameters(entry: Callable[..., Any], params: dict[str, Any], *, where: str) -> None:
