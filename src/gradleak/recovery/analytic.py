@@ -119,9 +119,7 @@ def judge(
         )
     roots = census(problem, family, tol) if saturated is not None and saturated.census else None
     others = [] if reason else rivals(problem, family, solution, label, roots=roots)
-    spread = max(
-        (float(np.abs(label_at(problem, family, t)[0] - label).sum()) for t in others), default=0.0
-    )
+    spread = max((float(np.abs(rival.label - label).sum()) for rival in others), default=0.0)
     if others:
         cause = AMBIGUITY_CAUSES[problem.scale]
         reason = (
@@ -146,7 +144,7 @@ def judge(
             "evaluations": solution.evaluations,
             "rank_one_deviation": problem.rank_one_deviation,
             "precision": problem.precision,
-            "rival_scales": [1.0 / t for t in others],
+            "rival_scales": [1.0 / rival.inv_scale for rival in others],
             "rival_l1": spread,
             "census": roots is not None,
             **solution.notes,

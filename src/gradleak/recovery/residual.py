@@ -133,8 +133,7 @@ def _alternate(
         overlap = (shaped * project(along, mask, family)).sum(axis=1)
         label_scale = np.divide(power, overlap, out=np.full_like(power, np.nan), where=overlap != 0)
     labels = probs - np.nan_to_num(label_scale)[:, None] * coupling[None, :]
-    deviation = project(labels, constrained_mask(labels, family), family)
-    return label_scale, relative_residual(deviation, label_scale, float(np.linalg.norm(coupling)))
+    return label_scale, label_residual(labels, label_scale, float(np.linalg.norm(coupling)), family)
 
 
 def fitted_label_scale(

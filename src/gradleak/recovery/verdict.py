@@ -50,17 +50,21 @@ def label_at(
     return state.labels[0], state.probs[0]
 
 
+def label_fit(labels: np.ndarray, probs: np.ndarray, family: LabelFamily) -> np.ndarray:
+    """The family's relative residual ||deviation|| / ||p - y|| of given labels y beside their
+    p (inf where p = y). Shapes: (K, C), (K, C) -> (K,)."""
+    deviation = project(labels, constrained_mask(labels, family), family)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        residual = np.linalg.norm(deviation, axis=1) / np.linalg.norm(probs - labels, axis=1)
+    return np.where(np.isfinite(residual), residual, np.inf)
+
+
 def family_residual(
     problem: LastLayerProblem, family: LabelFamily, label: np.ndarray, inv_scale: float
 ) -> float:
-    """The family's relative residual of one given label y at t: ||deviation|| / ||p - y||.
-
-    Shapes: (C,) -> float.
-    """
+    """`label_fit` of one given label y at t. Shapes: (C,) -> float."""
     _, probs = implied_labels(np.array([inv_scale]), problem.logit_direction, problem.coupling)
-    deviation = project(label[None], constrained_mask(label[None], family), family)
-    size = float(np.linalg.norm(probs[0] - label))
-    return float(np.linalg.norm(deviation)) / size if size > 0 else float("inf")
+    return float(label_fit(label[None], probs, family)[0])
 
 
 def fit_reason(
@@ -207,16 +211,14 @@ def _fitting(
 
     A candidate must come within AMBIGUITY_RATIO of the best residual (or of a hundredth of its
     own rounding floor, when the best fit is exact beyond rounding): a valley whose residual
-    stalls far above the best fit is no rival. Its residual is `family_residual` of its label,
-    all candidates in one evaluation. Shapes: (K,) -> (K,), (K, C).
+    stalls far above the best fit is no rival. Its residual is `label_fit` of its label, all
+    candidates in one evaluation. Shapes: (K,) -> (K,), (K, C).
     """
     state = Evaluator(problem, family)(candidates)
     labels, probs = state.labels, state.probs
     valid = valid_at(problem, candidates, labels, probs)
     floor = noise_floor(problem, family, candidates, labels, probs)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        residual = np.linalg.norm(state.deviation, axis=1) / np.linalg.norm(probs - labels, axis=1)
-    residual = np.where(np.isfinite(residual), residual, np.inf)
+    residual = label_fit(labels, probs, family)
     reference = np.maximum(np.maximum(best_residual, RIVAL_FLOOR * floor), EXACT_RIVAL)
     return valid & (residual <= AMBIGUITY_RATIO * reference), labels
 
@@ -247,6 +249,13 @@ def _neighbours(problem: LastLayerProblem, family: LabelFamily, inv_scale: float
     return probes[keep]
 
 
+class Rival(NamedTuple):
+    """A scalar other than the solution's that fits as exactly, and the label it implies."""
+
+    inv_scale: float
+    label: np.ndarray
+
+
 def rivals(
     problem: LastLayerProblem,
     family: LabelFamily,
@@ -254,7 +263,7 @@ def rivals(
     label: np.ndarray,
     *,
     roots: np.ndarray | None = None,
-) -> list[float]:
+) -> list[Rival]:
     """Scalars other than the solution's that fit as exactly but imply a different label
     (check 4): the search's other local solutions and the solution's neighbours (`_neighbours`,
     as probed and polished), each polished first so a genuine second root is judged on the
@@ -272,11 +281,11 @@ def rivals(
     if candidates.size == 0:
         return []
     fits, labels = _fitting(problem, family, candidates, solution.residual)
-    found: list[float] = []
+    found: list[Rival] = []
     known = [label]
     for candidate, fit, other in zip(candidates, fits, labels, strict=True):
         # A rival implies a label unlike every known one (the solution's, earlier rivals').
         if fit and min(np.abs(other - seen).sum() for seen in known) > AMBIGUITY_L1:
-            found.append(float(candidate))
+            found.append(Rival(float(candidate), other))
             known.append(other)
     return found
