@@ -69,6 +69,9 @@ def _golden_summary(records: list[dict]) -> dict[str, dict[str, int]]:
                 else ("recovered" if record["converged"] else "refused")
             )
             row[key] = row.get(key, 0) + 1
+        if "samples_false" in record:
+            for key in ("samples_correct", "samples_false"):
+                row[key] = row.get(key, 0) + record[key]
         if "psnr_8bit" in record:
             row["not converged"] = row.get("not converged", 0) + (not record["converged"])
             exact = record["psnr_8bit"] is None or record["psnr_8bit"] == float("inf")

@@ -18,10 +18,18 @@ from gradleak import (
 )
 from gradleak.client import ClientSecret, GradientObservation, simulate_client_step
 from gradleak.reconstruction import Reconstruction, reconstruct
-from gradleak.recovery import LabelEstimate, recover_from_last_layer, recover_label
+from gradleak.recovery import (
+    BatchEstimate,
+    LabelEstimate,
+    recover_batch,
+    recover_batch_from_last_layer,
+    recover_from_last_layer,
+    recover_label,
+)
 from gradleak.version import __version__
 
 __all__ = [
+    "BatchEstimate",
     "ClientSecret",
     "GradientObservation",
     "LabelEstimate",
@@ -36,6 +44,8 @@ __all__ = [
     "models",
     "reconstruct",
     "reconstruction",
+    "recover_batch",
+    "recover_batch_from_last_layer",
     "recover_from_last_layer",
     "recover_label",
     "recovery",

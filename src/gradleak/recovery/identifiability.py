@@ -157,3 +157,59 @@ def scale_equations(
     if scale == "unknown":
         return (max(equations - 1, 0) if moving else 0), False
     return max(equations, 0), moving == 0
+
+
+#: Free entries of one sample's label beyond eps, per family, in the batch count: hard 0,
+#: smoothing 1 (eps), mixup 2 (lam and eps); auto is judged as mixup.
+BATCH_LABEL_PARAMETERS = {"hard": 0, "smoothing": 1, "mixup": 2}
+
+
+def batch_bound(num_classes: int, family: str, *, bias: bool = False) -> int:
+    """The largest B whose per-sample labels the gradient determines (`batch_identifiability`)."""
+    judged = LARGEST_FAMILY if family == "auto" else family
+    return max((num_classes - 2 - BATCH_LABEL_PARAMETERS[judged] + int(bias)) // 2, 0)
+
+
+def batch_identifiability(
+    num_classes: int, family: str, num_samples: int, *, bias: bool = False
+) -> Identifiability:
+    """Whether a rank-B batch gradient determines every sample's ``family`` label (docs/batch.md).
+
+    One sample is x = V a in the B-dimensional row space (a bias fixes one coordinate:
+    B - 1 unknowns) and its label puts the free classes S on top of eps / C (hard: |S| = 1, no
+    eps; smoothing: |S| = 1; mixup: |S| = 2). The C - |S| other rows of p - y must lie in
+    span(U) (+ span(1) with eps): C - |S| - B - [eps] equations. So a sample is identifiable
+    when C >= 2B + 2 + (label parameters) - [bias]; the count is per sample, so a known
+    gradient scale (which adds an equation per sample through its atom's weight) is not
+    credited. B = 1 is the single-input problem, judged by `identifiability`.
+    """
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(f"num_samples must be an int >= 1, got {num_samples!r}")
+    judged = LARGEST_FAMILY if family == "auto" else family
+    free = 2 if judged == "mixup" else 1
+    eps = 0 if judged == "hard" else 1
+    equations = num_classes - free - num_samples - eps
+    # The label's free entries and eps are eliminated in the equation count (projected out).
+    unknowns = tuple(f"a{i}" for i in range(num_samples - int(bias)))
+    bound = batch_bound(num_classes, family, bias=bias)
+    min_classes = 2 * num_samples + 2 + BATCH_LABEL_PARAMETERS[judged] - int(bias)
+    identifiable = num_samples <= bound
+    reason = ""
+    if not identifiable:
+        reason = (
+            f"not identifiable per sample: a batch of B={num_samples} with C={num_classes} "
+            f"classes gives each sample {equations} equation(s) (C - {free} - B"
+            f"{' - 1' if eps else ''}, the {judged} label's free entries eliminated) for "
+            f"{num_samples - int(bias)} coordinate(s) in the gradient's row space; it needs "
+            f"C >= 2B + {min_classes - 2 * num_samples} = {min_classes}, so the largest "
+            f"identifiable batch here is B = {bound}"
+        )
+    return Identifiability(
+        num_classes=num_classes,
+        family=family,
+        equations=equations,
+        unknowns=unknowns,
+        min_classes=min_classes,
+        identifiable=identifiable,
+        reason=reason,
+    )

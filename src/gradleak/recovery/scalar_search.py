@@ -113,7 +113,8 @@ class ScalarSearch:
         except NotSingleInputError as error:
             raise NotSingleInputError(
                 f"observation.num_samples is {observation.num_samples}: {error}. The analytic "
-                "attack recovers the label of one input (FedSGD with batch size 1)"
+                "attack recovers the label of one input; for every sample of a batch use "
+                "gradleak.recover_batch(observation)"
             ) from None
         reason = (
             f"observation.num_samples is {observation.num_samples} but the weight gradient is "

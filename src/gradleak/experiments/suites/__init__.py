@@ -1,6 +1,6 @@
 """Suite registry: the key in a config's ``suite =`` -> case type, trial function, report."""
 
-from gradleak.experiments.suites import identifiability, labels, landscape, reconstruction
+from gradleak.experiments.suites import batch, identifiability, labels, landscape, reconstruction
 from gradleak.experiments.suites.base import Record, Suite, TrialTask
 from gradleak.registry import Registry
 
@@ -33,6 +33,13 @@ for _suite in (
         identifiability.run_trial,
         identifiability.report,
         "false accepts at the smallest class counts, on random float32 last layers",
+    ),
+    Suite(
+        "batch",
+        batch.BatchTrials,
+        batch.run_trial,
+        batch.report,
+        "every sample's soft label and feature from one batch gradient, and label counts",
     ),
 ):
     SUITES.add(_suite.key, _suite)

@@ -1,0 +1,272 @@
+"""Batch label-recovery methods, one registry: ours (per-sample roots) and the count baselines.
+
+Every method maps a `BatchProblem` to a `BatchEstimate`, so all answer the same gradients.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from gradleak.families import FAMILIES
+from gradleak.recovery.batch.estimate import BatchEstimate, as_tensor
+from gradleak.recovery.batch.label_mass import (
+    hard_counts,
+    mean_probs,
+    reduction_factor,
+    smoothing_counts,
+)
+from gradleak.recovery.batch.peeling import ROOT_FACTOR, Peeled, peel
+from gradleak.recovery.batch.problem import BatchProblem
+from gradleak.recovery.identifiability import batch_bound, batch_identifiability
+from gradleak.recovery.llg import llg_targets
+from gradleak.registry import Registry
+
+BATCH_METHODS: Registry = Registry("batch method")
+#: Families a batch method answers ("auto": whatever the batch used).
+BATCH_FAMILIES = ("auto", "hard", "smoothing", "mixup")
+#: Two samples' eps (or mixup weights) agree when they differ by less than this.
+SHARED_TOL = 1e-3
+
+
+def _counts(mass: np.ndarray | None, family: str, num_samples: int):
+    """Integer counts (hard, smoothing) and the eps the smoothing line search found."""
+    if mass is None or family not in ("hard", "smoothing"):
+        return None, {}
+    if family == "hard":
+        return torch.from_numpy(hard_counts(mass, num_samples)), {}
+    counts, eps = smoothing_counts(mass, num_samples)
+    return torch.from_numpy(counts), {"eps": eps}
+
+
+def _mass_from_bias(problem: BatchProblem, probs_sum: np.ndarray) -> np.ndarray:
+    """sum_b y_b = sum_b p_b - factor * dL/db (label_mass module)."""
+    factor = reduction_factor(problem.reduction, problem.num_samples)
+    return probs_sum - factor * problem.bias_grad
+
+
+def _shared_reason(samples, family: str) -> tuple[str, dict]:
+    """A batch-wide label parameter must be shared: one eps (smoothing), one lam (mixup)."""
+    labels = np.stack([sample.soft_label for sample in samples])
+    if family == "smoothing":
+        eps = np.array([FAMILIES["smoothing"].read_params(label)["eps"] for label in labels])
+        if np.ptp(eps) > SHARED_TOL:
+            return (
+                f"the samples' eps differ (from {eps.min():.3g} to {eps.max():.3g}): not one "
+                "batch's label smoothing"
+            ), {}
+        return "", {"eps": float(eps.mean())}
+    if family == "mixup":
+        top = np.sort(labels, axis=1)[:, -2:]
+        mixed = top[:, 0] > SHARED_TOL  # a sample mixed with its own class is a hard label
+        weights = top[mixed, 1] / top[mixed].sum(axis=1)
+        if mixed.any() and np.ptp(weights) > SHARED_TOL:
+            return (
+                f"the samples' mixup weights differ (from {weights.min():.3g} to "
+                f"{weights.max():.3g}): not one batch's mixup"
+            ), {}
+        lam = float(weights.mean()) if mixed.any() else float("nan")
+        return "", {"lam": lam, "self_mixed": int((~mixed).sum())}
+    return "", {}
+
+
+@BATCH_METHODS.register("batch-search")
+@dataclass(frozen=True)
+class BatchSearch:
+    """Ours: every sample's soft label and feature from per-sample roots, peeled (docs/batch.md).
+
+    Refuses (``converged=False``, the bound named) beyond `batch_identifiability`; the label
+    mass is exact when every sample is recovered, else estimated from the bias gradient (known
+    scale only: at an unknown one the bias gradient's scale is unknown too).
+    """
+
+    families: ClassVar[tuple[str, ...]] = BATCH_FAMILIES
+    seed: int = 0
+
+    def estimate(self, problem: BatchProblem, family: str) -> BatchEstimate:
+        count = batch_identifiability(
+            problem.num_classes, family, problem.num_samples, bias=problem.has_bias
+        )
+        bound = batch_bound(problem.num_classes, family, bias=problem.has_bias)
+        peeled = Peeled((), 1.0, 0, 0, None)
+        reason = count.reason
+        if not reason:
+            reason, peeled = self._peel(problem, family)
+        params: dict = {}
+        if peeled.samples and not reason:
+            reason, params = _shared_reason(peeled.samples, family)
+        unverified = len(peeled.samples) if reason else 0
+        if reason:
+            # A peeled atom is vouched for only by the whole: one wrong atom corrupts the rest,
+            # so roots of a batch that did not explain its gradient are not reported.
+            peeled = Peeled((), peeled.remainder, peeled.ambiguous, peeled.passes, None)
+        samples = peeled.samples
+        labels = [sample.soft_label for sample in samples]
+        mass = self._mass(problem, peeled, converged=not reason)
+        counts, found = _counts(mass, family, problem.num_samples)
+        width = problem.weight.shape[1]
+        return BatchEstimate(
+            soft_labels=as_tensor(labels, problem.num_classes),
+            features=as_tensor([sample.feature for sample in samples], width),
+            num_samples=problem.num_samples,
+            converged=not reason,
+            reason=reason,
+            residuals=torch.tensor([sample.residual for sample in samples], dtype=torch.float64),
+            weights=torch.tensor([sample.weight for sample in samples], dtype=torch.float64),
+            label_mass=None if mass is None else torch.from_numpy(mass),
+            counts=counts,
+            bound=bound,
+            family=family,
+            method="batch-search",
+            family_params={**found, **params},
+            diagnostics={
+                "precision": problem.precision,
+                "remainder": peeled.remainder,
+                "ambiguous_roots": peeled.ambiguous,
+                "passes": peeled.passes,
+                "unverified_roots": unverified,
+                "equations": count.equations,
+                "unknowns": len(count.unknowns),
+            },
+        )
+
+    def _peel(self, problem: BatchProblem, family: str) -> tuple[str, Peeled]:
+        batch = problem.num_samples
+        singular = problem.singular / problem.singular[0]
+        if singular.size > batch and singular[batch] > 1e-3:
+            return (
+                f"the gradient has rank above num_samples={batch} (sigma_{batch + 1} / sigma_1 = "
+                f"{singular[batch]:.1e}): not one step on {batch} samples (noise, several local "
+                "steps, or a larger batch)"
+            ), Peeled((), 1.0, 0, 0, None)
+        if singular[batch - 1] <= ROOT_FACTOR * problem.precision:
+            return (
+                f"the gradient has rank below num_samples={batch} (sigma_{batch} / sigma_1 = "
+                f"{singular[batch - 1]:.1e}): some samples' gradients vanish at this precision "
+                "(saturated, or repeated inputs)"
+            ), Peeled((), 1.0, 0, 0, None)
+        weight, gradient = problem.augmented
+        flat = problem.scale == "unknown" and not problem.has_bias and family != "hard"
+        peeled = peel(
+            weight,
+            gradient,
+            batch,
+            family="mixup" if family == "auto" else family,
+            bias=problem.has_bias,
+            precision=problem.precision,
+            flat_check=flat,
+            seed=self.seed,
+        )
+        found = len(peeled.samples)
+        if found < batch:
+            more = (
+                f"; {peeled.ambiguous} root(s) refused as not pinned by the gradient (a flat or "
+                "saturated softmax, or samples sharing a label in a nearly linear one)"
+                if peeled.ambiguous
+                else ""
+            )
+            return (
+                f"peeled {found} of {batch} samples, then no further root of the {family} family "
+                f"fits (the rest leaves {peeled.remainder:.1e} of the gradient unexplained), so "
+                f"none is reported: a wrong atom would explain the misfit as well{more}"
+            ), peeled
+        if peeled.remainder > ROOT_FACTOR * problem.precision * 10:
+            return (
+                f"the {batch} recovered atoms leave {peeled.remainder:.1e} of the gradient "
+                "unexplained: not jointly consistent"
+            ), peeled
+        if problem.scale == "known":
+            expected = 1.0 / reduction_factor(problem.reduction, batch)
+            weights = np.array([sample.weight for sample in peeled.samples])
+            off = float(np.abs(weights / expected - 1.0).max())
+            if off > 1e-3:
+                return (
+                    f"at a known scale every atom's weight must be {expected:.4g}; the recovered "
+                    f"ones are off by up to {off:.1e} (clipping or an unknown learning rate: use "
+                    "scale='unknown')"
+                ), peeled
+        return "", peeled
+
+    @staticmethod
+    def _mass(problem: BatchProblem, peeled: Peeled, *, converged: bool) -> np.ndarray | None:
+        if converged and peeled.samples:
+            return np.sum([sample.soft_label for sample in peeled.samples], axis=0)
+        if not problem.has_bias or problem.scale != "known":
+            return None
+        found = len(peeled.samples)
+        probs = np.sum([sample.probs for sample in peeled.samples], axis=0) if found else 0.0
+        if found < problem.num_samples:
+            rest = peeled.rest
+            weight_grad, bias_grad = (
+                (problem.weight_grad, problem.bias_grad)
+                if rest is None
+                else (rest[:, :-1], rest[:, -1])
+            )
+            factor = reduction_factor(problem.reduction, problem.num_samples)
+            left = problem.num_samples - found
+            mean = mean_probs(problem.weight, problem.bias, weight_grad, bias_grad, left, factor)
+            probs = probs + left * mean
+        return _mass_from_bias(problem, probs)
+
+
+@BATCH_METHODS.register("ilrg")
+@dataclass(frozen=True)
+class Ilrg:
+    """iLRG's label counts (Ma et al., ICLR 2023): B (mean p - dL/db) with mean p from class-mean
+    features (`label_mass.mean_probs`). Needs a classifier bias; hard-label counts only."""
+
+    families: ClassVar[tuple[str, ...]] = ("auto", "hard")
+
+    def estimate(self, problem: BatchProblem, family: str) -> BatchEstimate:
+        bound = batch_bound(problem.num_classes, family, bias=problem.has_bias)
+        if not problem.has_bias:
+            return _counts_only(
+                problem, family, "ilrg", None, "iLRG needs a classifier bias", bound
+            )
+        factor = reduction_factor(problem.reduction, problem.num_samples)
+        mean = mean_probs(
+            problem.weight,
+            problem.bias,
+            problem.weight_grad,
+            problem.bias_grad,
+            problem.num_samples,
+            factor,
+        )
+        mass = _mass_from_bias(problem, problem.num_samples * mean)
+        return _counts_only(problem, family, "ilrg", mass, "", bound)
+
+
+@BATCH_METHODS.register("llg")
+@dataclass(frozen=True)
+class LlgCounts:
+    """LLG's batch counts (Wainakh et al., PoPETs 2022) from the weight-gradient row sums."""
+
+    families: ClassVar[tuple[str, ...]] = ("auto", "hard")
+
+    def estimate(self, problem: BatchProblem, family: str) -> BatchEstimate:
+        targets, _impact = llg_targets(problem.weight_grad.sum(axis=1), problem.num_samples)
+        mass = np.bincount(targets, minlength=problem.num_classes).astype(np.float64)
+        bound = batch_bound(problem.num_classes, family, bias=problem.has_bias)
+        return _counts_only(problem, family, "llg", mass, "", bound)
+
+
+def _counts_only(problem, family, method, mass, reason, bound) -> BatchEstimate:
+    counts = None if mass is None else torch.from_numpy(hard_counts(mass, problem.num_samples))
+    empty = torch.zeros(0, dtype=torch.float64)
+    return BatchEstimate(
+        soft_labels=None,
+        features=None,
+        num_samples=problem.num_samples,
+        converged=False,
+        reason=reason or "counts only: this method recovers no per-sample label",
+        residuals=empty,
+        weights=empty,
+        label_mass=None if mass is None else torch.from_numpy(mass),
+        counts=counts,
+        bound=bound,
+        family=family,
+        method=method,
+    )
