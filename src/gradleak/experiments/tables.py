@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -90,3 +91,16 @@ def write_csv(path: Path, rows: list[dict[str, Any]], columns: Sequence[str] = C
     writer.writerow(columns)
     writer.writerows([_cell(row[column]) for column in columns] for row in rows)
     return write_atomic(path, buffer.getvalue())
+
+
+def reason_head(reason: str) -> str:
+    """A refusal's kind: its text up to the first colon or parenthesis, at most 60 characters."""
+    head = reason.split(":")[0].split(" (")[0].strip()
+    return head if len(head) <= 60 else head[:57] + "..."
+
+
+def refusal_kinds(records: Iterable[dict[str, Any]]) -> str:
+    """The refusal kinds of a row's unconverged records and how often each occurred, most
+    frequent first ("-": none)."""
+    kinds = Counter(reason_head(r["reason"]) for r in records if not r["converged"])
+    return "; ".join(f"{count} {kind}" for kind, count in kinds.most_common()) or "-"

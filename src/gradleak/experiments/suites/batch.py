@@ -21,7 +21,7 @@ import gradleak
 from gradleak.experiments.case_checks import check_client_setting
 from gradleak.experiments.suites import resources
 from gradleak.experiments.suites.base import Record, TrialTask
-from gradleak.experiments.tables import markdown
+from gradleak.experiments.tables import markdown, refusal_kinds
 from gradleak.labels import batch_mixup, batch_smoothing
 from gradleak.output_files import write_atomic
 from gradleak.recovery.batch import BATCH_METHODS
@@ -219,15 +219,6 @@ COLUMNS = (
 )
 
 
-def _reasons(group: list[Record]) -> str:
-    heads = {}
-    for record in group:
-        if record["reason"]:
-            head = record["reason"].split(":")[0]
-            heads[head] = heads.get(head, 0) + 1
-    return "; ".join(f"{head} ({count})" for head, count in sorted(heads.items())) or "-"
-
-
 def summary_rows(records: list[Record]) -> list[dict]:
     """One row per (case, method), in first-seen order."""
     groups: dict[tuple[str, str], list[Record]] = {}
@@ -257,7 +248,7 @@ def summary_rows(records: list[Record]) -> list[dict]:
                 "counts error (mean)": f"{np.mean(counts):.2f}" if counts else "-",
                 "median s": f"{np.median(seconds):.3f}",
                 "p90 s": f"{np.quantile(seconds, 0.9):.3f}",
-                "refusal reasons": _reasons(group) if per_sample else "-",
+                "refusal reasons": refusal_kinds(group) if per_sample else "-",
             }
         )
     return rows

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
 from itertools import product
 from pathlib import Path
@@ -28,7 +27,7 @@ from gradleak.experiments.case_checks import (
 )
 from gradleak.experiments.suites import resources
 from gradleak.experiments.suites.base import Record, TrialTask
-from gradleak.experiments.tables import COLUMNS, markdown, summarise, write_csv
+from gradleak.experiments.tables import COLUMNS, markdown, refusal_kinds, summarise, write_csv
 from gradleak.families import draw_trial
 from gradleak.metrics.labels import label_l1, relative_feature_error
 from gradleak.output_files import write_atomic
@@ -257,18 +256,6 @@ def run_trial(task: TrialTask) -> list[Record]:
     return records
 
 
-def _reason_head(reason: str) -> str:
-    """A refusal's kind: its text up to the first colon or parenthesis, at most 60 characters."""
-    head = reason.split(":")[0].split(" (")[0].strip()
-    return head if len(head) <= 60 else head[:57] + "..."
-
-
-def _refusal_kinds(records: list[Record]) -> str:
-    """The refusal kinds of a row and how often each occurred, most frequent first."""
-    kinds = Counter(_reason_head(r["reason"]) for r in records if not r["converged"])
-    return "; ".join(f"{count} {kind}" for kind, count in kinds.most_common()) or "-"
-
-
 def _guesses(records: list[Record]) -> str:
     """Right / made hard-label guesses from the signs of a sign-only update ("-": none)."""
     made = [r.get("hard_label_guess_correct") for r in records]
@@ -292,7 +279,7 @@ def report(records: list[Record], folder: Path) -> list[Path]:
         row["l1 mean ± std"] = (
             f"{np.mean(answered):.3g} ± {np.std(answered):.2g}" if answered else "-"
         )
-        row["refusal reasons"] = _refusal_kinds(group)
+        row["refusal reasons"] = refusal_kinds(group)
         row["hard-label guesses right"] = _guesses(group)
     columns = (*COLUMNS, "l1 mean ± std", "refusal reasons")
     if any(row["hard-label guesses right"] != "-" for row in rows):

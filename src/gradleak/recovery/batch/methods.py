@@ -30,6 +30,8 @@ BATCH_METHODS: Registry = Registry("batch method")
 BATCH_FAMILIES = ("auto", "hard", "smoothing", "mixup")
 #: Two samples' eps (or mixup weights) agree when they differ by less than this.
 SHARED_TOL = 1e-3
+#: The answer before (or instead of) a peel: no sample, the whole gradient unexplained.
+NOTHING_PEELED = Peeled((), 1.0, 0, 0)
 
 
 def _counts(mass: np.ndarray | None, family: str, num_samples: int):
@@ -42,10 +44,21 @@ def _counts(mass: np.ndarray | None, family: str, num_samples: int):
     return torch.from_numpy(counts), {"eps": eps}
 
 
-def _mass_from_bias(problem: BatchProblem, probs_sum: np.ndarray) -> np.ndarray:
-    """sum_b y_b = sum_b p_b - factor * dL/db (label_mass module)."""
+def class_mean_mass(problem: BatchProblem) -> np.ndarray | None:
+    """sum_b y_b = B mean_b p_b - factor * dL/db with mean p from class-mean features
+    (`label_mass.mean_probs`, iLRG's estimate); None without a bias."""
+    if not problem.has_bias:
+        return None
     factor = reduction_factor(problem.reduction, problem.num_samples)
-    return probs_sum - factor * problem.bias_grad
+    mean = mean_probs(
+        problem.weight,
+        problem.bias,
+        problem.weight_grad,
+        problem.bias_grad,
+        problem.num_samples,
+        factor,
+    )
+    return problem.num_samples * mean - factor * problem.bias_grad
 
 
 def _shared_reason(samples, family: str) -> tuple[str, dict]:
@@ -79,8 +92,9 @@ class BatchSearch:
     """Ours: every sample's soft label and feature from per-sample roots, peeled (docs/batch.md).
 
     Refuses (``converged=False``, the bound named) beyond `batch_identifiability`; the label
-    mass is exact when every sample is recovered, else estimated from the bias gradient (known
-    scale only: at an unknown one the bias gradient's scale is unknown too).
+    mass is exact when every sample is recovered, else iLRG's class-mean estimate
+    (`class_mean_mass`; known scale only: at an unknown one the bias gradient's scale is
+    unknown too).
     """
 
     families: ClassVar[tuple[str, ...]] = BATCH_FAMILIES
@@ -91,7 +105,7 @@ class BatchSearch:
             problem.num_classes, family, problem.num_samples, bias=problem.has_bias
         )
         bound = batch_bound(problem.num_classes, family, bias=problem.has_bias)
-        peeled = Peeled((), 1.0, 0, 0, None)
+        peeled = NOTHING_PEELED
         reason = count.reason
         if not reason:
             reason, peeled = self._peel(problem, family)
@@ -102,10 +116,13 @@ class BatchSearch:
         if reason:
             # A peeled atom is vouched for only by the whole: one wrong atom corrupts the rest,
             # so roots of a batch that did not explain its gradient are not reported.
-            peeled = Peeled((), peeled.remainder, peeled.ambiguous, peeled.passes, None)
+            peeled = Peeled((), peeled.remainder, peeled.ambiguous, peeled.passes)
         samples = peeled.samples
         labels = [sample.soft_label for sample in samples]
-        mass = self._mass(problem, peeled, converged=not reason)
+        if samples:
+            mass = np.sum(labels, axis=0)  # every sample recovered: the mass is exact
+        else:
+            mass = class_mean_mass(problem) if problem.scale == "known" else None
         counts, found = _counts(mass, family, problem.num_samples)
         width = problem.weight.shape[1]
         return BatchEstimate(
@@ -141,13 +158,13 @@ class BatchSearch:
                 f"the gradient has rank above num_samples={batch} (sigma_{batch + 1} / sigma_1 = "
                 f"{singular[batch]:.1e}): not one step on {batch} samples (noise, several local "
                 "steps, or a larger batch)"
-            ), Peeled((), 1.0, 0, 0, None)
+            ), NOTHING_PEELED
         if singular[batch - 1] <= ROOT_FACTOR * problem.precision:
             return (
                 f"the gradient has rank below num_samples={batch} (sigma_{batch} / sigma_1 = "
                 f"{singular[batch - 1]:.1e}): some samples' gradients vanish at this precision "
                 "(saturated, or repeated inputs)"
-            ), Peeled((), 1.0, 0, 0, None)
+            ), NOTHING_PEELED
         weight, gradient = problem.augmented
         flat = problem.scale == "unknown" and not problem.has_bias and family != "hard"
         peeled = peel(
@@ -169,8 +186,9 @@ class BatchSearch:
                 else ""
             )
             return (
-                f"peeled {found} of {batch} samples, then no further root of the {family} family "
-                f"fits (the rest leaves {peeled.remainder:.1e} of the gradient unexplained), so "
+                f"incomplete peel: {found} of {batch} samples, then no further root of the "
+                f"{family} family fits (the rest leaves {peeled.remainder:.1e} of the gradient "
+                "unexplained), so "
                 f"none is reported: a wrong atom would explain the misfit as well{more}"
             ), peeled
         if peeled.remainder > ROOT_FACTOR * problem.precision * 10:
@@ -190,27 +208,6 @@ class BatchSearch:
                 ), peeled
         return "", peeled
 
-    @staticmethod
-    def _mass(problem: BatchProblem, peeled: Peeled, *, converged: bool) -> np.ndarray | None:
-        if converged and peeled.samples:
-            return np.sum([sample.soft_label for sample in peeled.samples], axis=0)
-        if not problem.has_bias or problem.scale != "known":
-            return None
-        found = len(peeled.samples)
-        probs = np.sum([sample.probs for sample in peeled.samples], axis=0) if found else 0.0
-        if found < problem.num_samples:
-            rest = peeled.rest
-            weight_grad, bias_grad = (
-                (problem.weight_grad, problem.bias_grad)
-                if rest is None
-                else (rest[:, :-1], rest[:, -1])
-            )
-            factor = reduction_factor(problem.reduction, problem.num_samples)
-            left = problem.num_samples - found
-            mean = mean_probs(problem.weight, problem.bias, weight_grad, bias_grad, left, factor)
-            probs = probs + left * mean
-        return _mass_from_bias(problem, probs)
-
 
 @BATCH_METHODS.register("ilrg")
 @dataclass(frozen=True)
@@ -222,21 +219,9 @@ class Ilrg:
 
     def estimate(self, problem: BatchProblem, family: str) -> BatchEstimate:
         bound = batch_bound(problem.num_classes, family, bias=problem.has_bias)
-        if not problem.has_bias:
-            return _counts_only(
-                problem, family, "ilrg", None, "iLRG needs a classifier bias", bound
-            )
-        factor = reduction_factor(problem.reduction, problem.num_samples)
-        mean = mean_probs(
-            problem.weight,
-            problem.bias,
-            problem.weight_grad,
-            problem.bias_grad,
-            problem.num_samples,
-            factor,
-        )
-        mass = _mass_from_bias(problem, problem.num_samples * mean)
-        return _counts_only(problem, family, "ilrg", mass, "", bound)
+        mass = class_mean_mass(problem)
+        reason = "" if mass is not None else "iLRG needs a classifier bias"
+        return _counts_only(problem, family, "ilrg", mass, reason, bound)
 
 
 @BATCH_METHODS.register("llg")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gradleak.recovery.batch.roots import Hypotheses, RootFit, fit_roots, softmax
+from gradleak.recovery.batch.roots import Hypotheses, RootFit, fit_roots
 from gradleak.recovery.batch.subspace import Subspace, singular_values, subspace
 
 #: Accept residuals and rank drops up to this multiple of the gradient's precision.
@@ -44,7 +44,6 @@ class Sample:
 
     soft_label: np.ndarray
     feature: np.ndarray
-    probs: np.ndarray
     weight: float
     residual: float
     free_classes: tuple[int, ...]
@@ -53,13 +52,12 @@ class Sample:
 @dataclass(frozen=True)
 class Peeled:
     """What peeling found: the samples, the relative norm of what they leave unexplained, the
-    roots refused as ambiguous, the passes run and the unexplained rest of Ĝ."""
+    roots refused as ambiguous and the passes run."""
 
     samples: tuple[Sample, ...]
     remainder: float
     ambiguous: int
     passes: int
-    rest: np.ndarray | None = None
 
 
 def hypotheses(
@@ -107,11 +105,9 @@ def _ambiguous(space, free, fit: RootFit, row: int, eps_free: bool, noise: float
     step = AMBIGUITY_FACTOR * noise / smallest if smallest > 0 else np.inf
     if not np.isfinite(step):
         return True
-    moved = fit_roots(
-        space, [free[row]], (theta + step * right_t[-1])[None], eps_free=eps_free, iterations=0
-    )
+    moved_probs, *_, coefficients, _fitted, _norm = problem.evaluate(theta + step * right_t[-1])
     label = fit.probs[row] - fit.gradient[row]
-    shifted = moved.probs[0] - moved.gradient[0]
+    shifted = moved_probs[0] - coefficients[0, : space.rank] @ space.left.T
     return float(np.abs(shifted - label).sum()) > AMBIGUITY_L1
 
 
@@ -174,7 +170,6 @@ def peel(
                 Sample(
                     soft_label=label,
                     feature=feature[:-1] if bias else feature,
-                    probs=fit.probs[row],
                     weight=1.0 / inner,
                     residual=float(fit.residual[row]),
                     free_classes=free[row],
@@ -187,7 +182,7 @@ def peel(
             break
         rank -= found
     remainder = float(np.linalg.norm(remaining) / np.linalg.norm(gradient))
-    return Peeled(tuple(samples), remainder, ambiguous, passes, remaining)
+    return Peeled(tuple(samples), remainder, ambiguous, passes)
 
 
-__all__ = ["Peeled", "Sample", "peel", "softmax"]
+__all__ = ["Peeled", "Sample", "peel"]
