@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from gradleak.families import FAMILIES, SoftLabel
+from gradleak.families.batch_trials import batch_mixup, batch_smoothing
 
 
 def one_hot(target: int, num_classes: int, *, dtype: torch.dtype = torch.float64) -> SoftLabel:
@@ -34,34 +35,6 @@ def mixup(
 ) -> SoftLabel:
     """Mixup of two classes, optionally smoothed: (1 - eps)((1 - lam) e_a + lam e_b) + eps / C."""
     return FAMILIES["mixup"].make(num_classes, a=a, b=b, lam=lam, eps=eps, dtype=dtype)
-
-
-def batch_smoothing(
-    targets: torch.Tensor, num_classes: int, eps: float, *, dtype: torch.dtype = torch.float64
-) -> torch.Tensor:
-    """One eps for the whole batch, as ``CrossEntropyLoss(label_smoothing=eps)`` trains.
-
-    Shapes: ``targets`` (B,) -> (B, C)."""
-    one = torch.nn.functional.one_hot(targets.long(), num_classes).to(dtype)
-    return (1.0 - eps) * one + eps / num_classes
-
-
-def batch_mixup(
-    inputs: torch.Tensor,
-    targets: torch.Tensor,
-    num_classes: int,
-    lam: float,
-    partners: torch.Tensor,
-    *,
-    dtype: torch.dtype = torch.float64,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Batch mixup: one lam, each input mixed with ``inputs[partners]`` and its label likewise.
-
-    A sample whose partner has its own class gets a hard label (its lam is not identifiable).
-    Shapes: ``inputs`` (B, ...), ``targets`` and ``partners`` (B,) -> (B, ...), (B, C)."""
-    one = torch.nn.functional.one_hot(targets.long(), num_classes).to(dtype)
-    mixed = lam * inputs + (1.0 - lam) * inputs[partners]
-    return mixed, lam * one + (1.0 - lam) * one[partners]
 
 
 __all__ = ["SoftLabel", "batch_mixup", "batch_smoothing", "mixup", "one_hot", "smoothing"]

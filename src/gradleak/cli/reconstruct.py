@@ -1,5 +1,7 @@
 """`gradleak reconstruct`: simulate a client (or load an observation), recover its label,
 reconstruct its input with each variant, print PSNR/SSIM and write a PNG grid and a JSON record.
+A batch (``--batch-size`` > 1) is reconstructed jointly from `recover_batch`'s labels and
+scored after optimal assignment of reconstructions to true inputs.
 """
 
 from __future__ import annotations
@@ -7,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from torch import Tensor, nn
@@ -14,7 +17,8 @@ from torch import Tensor, nn
 import gradleak
 from gradleak.cli.arguments import add_scale_argument, integer, number
 from gradleak.cli.simulation import add_client_arguments, load_images, simulate
-from gradleak.client import GradientObservation, load_observation
+from gradleak.client import ClientSecret, GradientObservation, load_observation
+from gradleak.data import ImageSet
 from gradleak.experiments.figures import save_grid
 from gradleak.experiments.variants import (
     CNN_VARIANTS,
@@ -23,7 +27,7 @@ from gradleak.experiments.variants import (
     VARIANTS,
     run_variant,
 )
-from gradleak.metrics import psnr, ssim, to_unit_range
+from gradleak.metrics import score_batch_images, to_unit_range
 from gradleak.output_files import check_new_folder, write_atomic
 from gradleak.reconstruction import MatchingSettings, Reconstruction
 from gradleak.recovery import ATTACK_FAMILIES
@@ -135,8 +139,29 @@ def _observed(args: argparse.Namespace):
     return observation, None, images, model
 
 
-def _entry(result: Reconstruction, seconds: float, unit: Tensor, truth: Tensor | None) -> dict:
-    """One variant's line of record.json (PSNR and SSIM only where the truth is known)."""
+def _recover(args: argparse.Namespace, observation: GradientObservation):
+    """The label recovery the attack builds on: one input's, or a batch's (every sample)."""
+    if observation.num_samples == 1:
+        estimate = gradleak.recover_label(observation, args.attack_family, scale=args.scale)
+        status = "converged" if estimate.converged else f"NOT converged ({estimate.reason})"
+        print(f"label: {status}, family {estimate.family} {dict(estimate.family_params)}")
+        return estimate
+    estimate = gradleak.recover_batch(observation, args.attack_family, scale=args.scale)
+    batch = observation.num_samples
+    status = (
+        f"converged, all {batch} samples"
+        if estimate.converged
+        else f"NOT converged ({estimate.reason}): the label-based variants refuse"
+    )
+    print(f"labels of the batch of {batch}: {status}, family {estimate.family}")
+    return estimate
+
+
+def _entry(
+    result: Reconstruction, seconds: float, secret: ClientSecret | None, images: ImageSet
+) -> tuple[dict, Tensor]:
+    """One variant's line of record.json (PSNR and SSIM only where the truth is known, after
+    assignment for a batch) and its images in [0, 1] (matched to the truth's order)."""
     entry = {
         "converged": result.converged,
         "reason": result.reason,
@@ -144,9 +169,15 @@ def _entry(result: Reconstruction, seconds: float, unit: Tensor, truth: Tensor |
         "iterations": result.iterations,
         "seconds": seconds,
     }
-    if truth is not None:
-        entry |= {"psnr": psnr(unit, truth), "ssim": ssim(unit, truth)}
-    return entry
+    if secret is None:
+        return entry, to_unit_range(result.inputs, images.mean, images.std)
+    scores = score_batch_images(result.inputs, secret.inputs, mean=images.mean, std=images.std)
+    entry |= {"psnr": scores.mean("psnr"), "ssim": scores.mean("ssim")}
+    if len(scores.scores) > 1:
+        entry["per_sample"] = [asdict(score) for score in scores.scores]
+        entry["assignment"] = list(scores.assignment)
+    matched = result.inputs[list(scores.assignment)]
+    return entry, to_unit_range(matched, images.mean, images.std)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -154,9 +185,7 @@ def run(args: argparse.Namespace) -> int:
     check_new_folder(out, name="--out")
     _variants(args, has_secret=True)  # unknown names fail now, not after the simulation
     observation, secret, images, model = _observed(args)
-    estimate = gradleak.recover_label(observation, args.attack_family, scale=args.scale)
-    status = "converged" if estimate.converged else f"NOT converged ({estimate.reason})"
-    print(f"label: {status}, family {estimate.family} {dict(estimate.family_params)}")
+    estimate = _recover(args, observation)
     settings = MatchingSettings(
         iterations=args.iterations,
         restarts=args.restarts,
@@ -164,9 +193,15 @@ def run(args: argparse.Namespace) -> int:
         feature_weight=args.feature_weight,
         progress=True,
     )
-    record = {"label_converged": estimate.converged, "family": estimate.family, "variants": {}}
-    truth = None if secret is None else to_unit_range(secret.inputs[0], images.mean, images.std)
+    record = {
+        "num_samples": observation.num_samples,
+        "label_converged": estimate.converged,
+        "family": estimate.family,
+        "variants": {},
+    }
+    truth = None if secret is None else to_unit_range(secret.inputs, images.mean, images.std)
     panels = [] if truth is None else [("truth", truth)]
+    after = " (mean after assignment)" if observation.num_samples > 1 else ""
     for name in _variants(args, secret is not None):
         start = time.perf_counter()
         result = run_variant(
@@ -180,12 +215,11 @@ def run(args: argparse.Namespace) -> int:
             image_mean=images.mean,
             image_std=images.std,
         )
-        unit = to_unit_range(result.inputs[0], images.mean, images.std)
-        entry = _entry(result, time.perf_counter() - start, unit, truth)
+        entry, unit = _entry(result, time.perf_counter() - start, secret, images)
         line = f"{name:>13}: objective {result.objective:.4g}, {entry['seconds']:.1f} s"
         title = name
         if truth is not None:
-            line += f", PSNR {entry['psnr']:.2f} dB, SSIM {entry['ssim']:.4f}"
+            line += f", PSNR {entry['psnr']:.2f} dB, SSIM {entry['ssim']:.4f}{after}"
             title += f"\n{entry['psnr']:.1f} dB"
         panels.append((title, unit))
         if not result.converged:

@@ -1,5 +1,6 @@
 """`gradleak recover`: simulate a client on an embedded image (or load an observation) and
-recover its label and feature, printing truth and estimate side by side."""
+recover its label and feature, printing truth and estimate side by side; a batch
+(``--batch-size`` > 1, or a saved observation of several inputs) goes to `recover_batch`."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ import torch
 
 import gradleak
 from gradleak.cli.arguments import add_scale_argument
+from gradleak.cli.batch_report import run_batch
 from gradleak.cli.simulation import add_client_arguments, simulate
 from gradleak.client import load_observation, save_observation
 from gradleak.metrics import label_l1, relative_feature_error
 from gradleak.output_files import check_new_file
 from gradleak.recovery import ATTACK_FAMILIES, METHODS, LabelEstimate
+from gradleak.recovery.batch import BATCH_METHODS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,10 +48,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     attack.add_argument(
         "--method",
-        default="fast-search",
-        choices=METHODS.keys(),
-        help="recovery method (default fast-search); "
-        + "; ".join(f"{key}: {text}" for key, text in METHODS.describe()),
+        choices=[*METHODS.keys(), *BATCH_METHODS.keys()],
+        help="recovery method (default fast-search for one input, batch-search for a batch); "
+        + "; ".join(f"{key}: {text}" for key, text in METHODS.describe())
+        + "; batch methods: "
+        + "; ".join(f"{key}: {text}" for key, text in BATCH_METHODS.describe()),
     )
     add_scale_argument(attack)
     parser.add_argument("--json", action="store_true", help="print one JSON record instead")
@@ -111,18 +115,36 @@ def _check_save_observation(args: argparse.Namespace) -> None:
     )
 
 
+def _check_method(method: str | None, num_samples: int) -> str:
+    """The --method for an observation of ``num_samples`` inputs (its default if None)."""
+    single = num_samples == 1
+    methods = METHODS if single else BATCH_METHODS
+    if method is None:
+        return "fast-search" if single else "batch-search"
+    if method not in methods:
+        what = "one input" if single else f"a batch of {num_samples} inputs"
+        raise ValueError(
+            f"--method {method} does not apply to {what}; choose from {', '.join(methods)}"
+        )
+    return method
+
+
 def run(args: argparse.Namespace) -> int:
     _check_save_observation(args)
     secret = None
     if args.observation is not None:
         observation = load_observation(args.observation)
     else:
+        _check_method(args.method, args.batch_size)  # before the simulation
         observation, secret, _, _ = simulate(args)
         if args.save_observation is not None:
             save_observation(observation, args.save_observation, overwrite=args.overwrite)
+    method = _check_method(args.method, observation.num_samples)
+    if observation.num_samples > 1:
+        return run_batch(args, observation, secret, method)
     start = time.perf_counter()
     estimate = gradleak.recover_label(
-        observation, args.attack_family, method=args.method, scale=args.scale
+        observation, args.attack_family, method=method, scale=args.scale
     )
     seconds = time.perf_counter() - start
     if args.json:

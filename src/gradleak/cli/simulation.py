@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+import torch
 from torch import nn
 
 import gradleak
@@ -12,6 +13,7 @@ from gradleak.cli.arguments import MIN_IMAGE_SIZE, image_size, integer, number, 
 from gradleak.client import ClientSecret, GradientObservation
 from gradleak.data import ImageSet
 from gradleak.families import FAMILIES
+from gradleak.families.batch_trials import BATCH_LABELS
 
 #: Models whose demo uses other images than embedded CIFAR-10 (dataset, image side).
 DEMO_DATA = {"fcn4": ("embedded-imagenet", 64), "resnet50": ("embedded-imagenet", 224)}
@@ -41,6 +43,14 @@ def add_client_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentG
     )
     client.add_argument(
         "--index", type=integer(0), default=0, help="which test image (>= 0, below the count)"
+    )
+    client.add_argument(
+        "--batch-size",
+        type=integer(1),
+        default=1,
+        help="inputs in the client's step (>= 1; default 1): test images --index, --index + 1, "
+        "..., labelled by --label-family's batch protocol (one eps for the batch; mixup pairs "
+        "each image with the next, one lam)",
     )
     client.add_argument(
         "--label-family",
@@ -104,8 +114,13 @@ def simulate(
     """Build the model, label the chosen image as asked and compute the client's gradient."""
     params = label_parameters(args)
     images = load_images(args)
-    if not 0 <= args.index < len(images.labels):
-        raise ValueError(f"--index must be in [0, {len(images.labels) - 1}], got {args.index}")
+    count = len(images.labels)
+    if not 0 <= args.index < count:
+        raise ValueError(f"--index must be in [0, {count - 1}], got {args.index}")
+    if not 1 <= args.batch_size <= count:
+        raise ValueError(
+            f"--batch-size must be in [1, {count}] for {images.name}, got {args.batch_size}"
+        )
     init = args.init or ("uniform" if args.model == "lenet" else "default")
     model = gradleak.models.build(
         args.model,
@@ -116,8 +131,21 @@ def simulate(
         in_channels=images.images.shape[1],
         image_size=images.images.shape[-1],
     )
-    inputs, label = FAMILIES[args.label_family].compose(
-        images.images, images.labels.numpy(), args.index, images.num_classes, **params
+    if args.batch_size == 1:
+        inputs, label = FAMILIES[args.label_family].compose(
+            images.images, images.labels.numpy(), args.index, images.num_classes, **params
+        )
+        observation, secret = gradleak.simulate_client_step(model, images.normalise(inputs), label)
+        return observation, secret, images, model
+    index = (args.index + torch.arange(args.batch_size)) % count
+    partners = torch.roll(torch.arange(args.batch_size), -1)
+    inputs, labels = BATCH_LABELS[args.label_family](
+        images.normalise(images.images[index]),
+        images.labels[index].long(),
+        images.num_classes,
+        partners,
+        **params,
     )
-    observation, secret = gradleak.simulate_client_step(model, images.normalise(inputs), label)
+    dtype = next(model.parameters()).dtype
+    observation, secret = gradleak.simulate_client_step(model, inputs.to(dtype), labels.to(dtype))
     return observation, secret, images, model

@@ -180,19 +180,30 @@ def image_grid(records: list[dict[str, Any]], path: Path) -> Path | None:
 
 
 def save_grid(panels: Sequence[tuple[str, Tensor]], path: Path, *, title: str = "") -> Path:
-    """Write a one-row PNG grid of images in [0, 1], each titled (truth first, then variants).
+    """Write a PNG grid of images in [0, 1]: one titled column per panel (truth first, then
+    variants); a batch panel fills one row per sample (its columns matched by assignment).
 
-    Shapes: each panel (C, H, W) with C = 1 or 3.
+    Shapes: each panel (C, H, W), or (B, C, H, W) for a batch (the same B for all), C = 1 or 3.
     """
     pyplot = _pyplot()
-    figure, axes = pyplot.subplots(1, len(panels), figsize=(2.0 * len(panels), 2.4))
-    for axis, (name, image) in zip(np.atleast_1d(axes), panels, strict=True):
-        pixels = image.detach().double().clamp(0, 1).permute(1, 2, 0).numpy()
-        axis.imshow(
-            pixels[..., 0] if pixels.shape[-1] == 1 else pixels, cmap="gray", vmin=0, vmax=1
-        )
-        axis.set_title(name, fontsize=8)
-        axis.axis("off")
+    columns = [image if image.dim() == 4 else image.unsqueeze(0) for _, image in panels]
+    rows = columns[0].shape[0]
+    figure, axes = pyplot.subplots(
+        rows, len(panels), figsize=(2.0 * len(panels), 0.3 + 2.1 * rows), squeeze=False
+    )
+    for column, ((name, _), images) in enumerate(zip(panels, columns, strict=True)):
+        for row in range(rows):
+            axis = axes[row, column]
+            pixels = images[row].detach().double().clamp(0, 1).permute(1, 2, 0).numpy()
+            axis.imshow(
+                pixels[..., 0] if pixels.shape[-1] == 1 else pixels, cmap="gray", vmin=0, vmax=1
+            )
+            if row == 0:
+                axis.set_title(name, fontsize=8)
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if column == 0 and rows > 1:
+                axis.set_ylabel(f"sample {row}", fontsize=8)
     if title:
         figure.suptitle(title, fontsize=9)
     figure.tight_layout()

@@ -13,12 +13,20 @@ from torch.nn import functional
 from gradleak.client.observation import ClientSecret
 
 
+def _truth(secret: ClientSecret) -> Tensor:
+    """The true labels: (C,) for one input, (B, C) for a batch."""
+    labels = secret.soft_label
+    return labels[0] if labels.shape[0] == 1 else labels
+
+
 def oracle_soft_label(secret: ClientSecret) -> Tensor:
-    """The client's true soft label. Shapes: (C,)."""
-    return secret.soft_label[0].clone()
+    """The client's true soft label(s). Shapes: (C,) for one input, (B, C) for a batch."""
+    return _truth(secret).clone()
 
 
 def oracle_hard_label(secret: ClientSecret) -> Tensor:
-    """One-hot of the true label's largest entry (the hard-label assumption). Shapes: (C,)."""
-    truth = secret.soft_label[0]
-    return functional.one_hot(truth.argmax(), truth.shape[-1]).to(truth.dtype)
+    """One-hot of each true label's largest entry (the hard-label assumption).
+
+    Shapes: (C,) for one input, (B, C) for a batch."""
+    truth = _truth(secret)
+    return functional.one_hot(truth.argmax(dim=-1), truth.shape[-1]).to(truth.dtype)

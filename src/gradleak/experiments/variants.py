@@ -22,8 +22,12 @@ from gradleak.client.observation import ClientSecret, GradientObservation
 from gradleak.experiments.oracles import oracle_hard_label, oracle_soft_label
 from gradleak.reconstruction import ATTACKS, MatchingSettings, Reconstruction, reconstruct
 from gradleak.reconstruction.attack_inputs import LabelInput
+from gradleak.recovery.batch.estimate import BatchEstimate
 from gradleak.recovery.estimate import LabelEstimate
 from gradleak.registry import Registry
+
+#: What label recovery gave: one input's estimate, or a batch's.
+Estimate = LabelEstimate | BatchEstimate
 
 #: The recovered-feature weight of ``ours-feature`` in the paper's Table 3 runs.
 FEATURE_WEIGHT = 0.1
@@ -34,22 +38,22 @@ DLG_ITERATIONS = 300
 ImageBox = tuple[Sequence[float] | None, Sequence[float] | None]
 
 
-def _recovered(estimate: LabelEstimate, secret: ClientSecret | None) -> LabelInput:
+def _recovered(estimate: Estimate, secret: ClientSecret | None) -> LabelInput:
     """The label (and feature) recovered from the gradient: what the server can know."""
     return estimate
 
 
-def _oracle_soft(estimate: LabelEstimate, secret: ClientSecret | None) -> LabelInput:
+def _oracle_soft(estimate: Estimate, secret: ClientSecret | None) -> LabelInput:
     """The client's true soft label (evaluation only)."""
     return oracle_soft_label(_needs(secret, "oracle-soft"))
 
 
-def _oracle_hard(estimate: LabelEstimate, secret: ClientSecret | None) -> LabelInput:
+def _oracle_hard(estimate: Estimate, secret: ClientSecret | None) -> LabelInput:
     """One-hot of the true label's largest entry (evaluation only)."""
     return oracle_hard_label(_needs(secret, "oracle-hard"))
 
 
-def _joint(estimate: LabelEstimate, secret: ClientSecret | None) -> LabelInput:
+def _joint(estimate: Estimate, secret: ClientSecret | None) -> LabelInput:
     """No label: the attack optimises it jointly with the input (DLG)."""
     return None
 
@@ -64,7 +68,7 @@ def _needs(secret: ClientSecret | None, source: str) -> ClientSecret:
 
 
 #: Label source -> (estimate, secret) -> the ``labels`` an attack is given.
-LABEL_SOURCES: Registry[Callable[[LabelEstimate, ClientSecret | None], LabelInput]] = Registry(
+LABEL_SOURCES: Registry[Callable[[Estimate, ClientSecret | None], LabelInput]] = Registry(
     "label source"
 )
 LABEL_SOURCES.add("recovered", _recovered)
@@ -161,11 +165,11 @@ FCN_VARIANTS = ("analytic-fc", "dlg")
 
 
 def variant_labels(
-    variant: Variant, *, estimate: LabelEstimate, secret: ClientSecret | None
+    variant: Variant, *, estimate: Estimate, secret: ClientSecret | None
 ) -> LabelInput:
     """The ``labels`` the variant's attack gets: the estimate, an oracle label, or None.
 
-    Shapes: a `LabelEstimate`, a (C,) probability tensor or None.
+    Shapes: an estimate, a (C,) (one input) or (B, C) (a batch) probability tensor, or None.
     """
     return LABEL_SOURCES[variant.label_source](estimate, secret)
 
@@ -175,7 +179,7 @@ def run_variant(
     observation: GradientObservation,
     model: nn.Module,
     *,
-    estimate: LabelEstimate,
+    estimate: Estimate,
     secret: ClientSecret | None,
     settings: MatchingSettings,
     dlg_iterations: int = DLG_ITERATIONS,
@@ -187,7 +191,7 @@ def run_variant(
     ``settings`` is the run's matching budget (seeded per trial); ``dlg_iterations`` DLG's
     own step count; ``image_mean``/``image_std`` the pixel box of the client's data. Unknown
     names raise ValueError listing the known ones; an oracle variant without a secret too.
-    Shapes: returns ``inputs`` (1, C, H, W).
+    Shapes: returns ``inputs`` (B, C, H, W).
     """
     variant = VARIANTS[name]
     labels = variant_labels(variant, estimate=estimate, secret=secret)

@@ -1,7 +1,8 @@
 """What a gradient-matching attack takes besides the gradient: label, feature, shape, box.
 
-Labels come as a `LabelEstimate` (ours: soft label and recovered feature), a `SoftLabel` or a
-probability tensor (oracles, for evaluation), or None (the attack optimises the label).
+Labels come as a `LabelEstimate` (ours: soft label and recovered feature), a `BatchEstimate`
+(ours, one row per sample of a batch gradient), a `SoftLabel` or a (C,) / (B, C) probability
+tensor (oracles, for evaluation), or None (the attack optimises the label).
 """
 
 from __future__ import annotations
@@ -12,52 +13,65 @@ import torch
 from torch import Tensor, nn
 
 from gradleak.labels import SoftLabel
+from gradleak.recovery.batch.estimate import BatchEstimate
 from gradleak.recovery.estimate import LabelEstimate
 
-LabelInput = LabelEstimate | SoftLabel | Tensor | None
+LabelInput = LabelEstimate | BatchEstimate | SoftLabel | Tensor | None
 
 
 def label_probabilities(labels: LabelInput) -> Tensor | None:
     """The probabilities ``labels`` holds (None for None); any other type is an error.
 
-    Shapes: returns (C,) or None.
+    Shapes: returns (C,), (k, C) for a `BatchEstimate` (its k recovered samples) or None.
     """
     if isinstance(labels, LabelEstimate):
         return labels.soft_label
+    if isinstance(labels, BatchEstimate):
+        return labels.soft_labels
     if isinstance(labels, SoftLabel):
         return labels.probabilities
     if isinstance(labels, Tensor) or labels is None:
         return labels
     raise ValueError(
-        "labels must be a LabelEstimate (recovered), a SoftLabel or a (C,) probability "
-        f"tensor (oracles), or None; got {type(labels).__name__}"
+        "labels must be a LabelEstimate or BatchEstimate (recovered), a SoftLabel or a (C,) "
+        f"or (B, C) probability tensor (oracles), or None; got {type(labels).__name__}"
     )
 
 
 def resolve_label(labels: LabelInput, *, need_feature: bool) -> tuple[Tensor | None, Tensor | None]:
-    """The fixed soft label (None: optimise it) and the recovered feature (None if absent).
+    """The fixed soft labels (None: optimise them) and the recovered features (None if absent).
 
-    Shapes: returns ((1, C) or None, (m,) or None).
+    Shapes: returns ((B, C) or None, (B, m) or None); B = 1 for a single input.
     """
     label = label_probabilities(labels)
-    feature = labels.features if isinstance(labels, LabelEstimate) else None
+    feature = labels.features if isinstance(labels, LabelEstimate | BatchEstimate) else None
     if need_feature and feature is None:
         raise ValueError(
             "feature_weight > 0 needs labels=LabelEstimate with a recovered feature "
             "(gradleak.recover_label(...)); a plain label carries none"
         )
+    if feature is not None:
+        feature = feature.reshape(-1, feature.shape[-1])
     if label is not None:
-        label = label.reshape(1, -1)
+        label = label.reshape(-1, label.shape[-1])
         if not torch.isfinite(label).all():
             raise ValueError("labels must be finite")
     return label, feature
 
 
-def input_shape_of(model: nn.Module, input_shape: Sequence[int] | None) -> tuple[int, ...]:
-    """(1, C, H, W) from ``input_shape`` or the model's recorded architecture."""
+def input_shape_of(
+    model: nn.Module, input_shape: Sequence[int] | None, *, batch_size: int = 1
+) -> tuple[int, ...]:
+    """(B, C, H, W) from ``input_shape`` ((C, H, W) or (B, C, H, W)) or the model's recorded
+    architecture; B is ``batch_size``, the number of samples behind the gradient."""
     if input_shape is not None:
         shape = tuple(int(side) for side in input_shape)
-        return shape if len(shape) == 4 else (1, *shape)
+        if len(shape) == 4 and shape[0] != batch_size:
+            raise ValueError(
+                f"input_shape {shape} holds {shape[0]} inputs but the observation is of "
+                f"{batch_size}: pass the (C, H, W) of one input"
+            )
+        return shape if len(shape) == 4 else (batch_size, *shape)
     architecture = getattr(model, "architecture", None)
     if architecture is None:
         raise ValueError(
@@ -65,7 +79,7 @@ def input_shape_of(model: nn.Module, input_shape: Sequence[int] | None) -> tuple
             "input shape is unknown"
         )
     side = architecture.image_size
-    return (1, architecture.in_channels, side, side)
+    return (batch_size, architecture.in_channels, side, side)
 
 
 def pixel_box(

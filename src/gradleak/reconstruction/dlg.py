@@ -25,7 +25,8 @@ class DeepLeakage(GradientMatchingAttack):
     optimises softmax(label logits) jointly; the learned label is returned in
     ``diagnostics["label"]``.
 
-    Shapes: returns ``inputs`` (1, C, H, W); ``diagnostics["label"]`` (C',).
+    Shapes: returns ``inputs`` (B, C, H, W); ``diagnostics["label"]`` (C',) for one input,
+    (B, C') for a batch.
     """
 
     defaults: ClassVar[MatchingSettings] = MatchingSettings(

@@ -54,12 +54,13 @@ def gradient_distance(
 class MatchingProblem:
     """The observed gradient, the server's parameters and what the loop may use besides.
 
-    ``label`` fixes the dummy's soft label (None: optimised jointly, as in DLG); ``feature`` is
-    the recovered last-layer input for the feature term; ``bounds`` the per-channel box of
-    valid normalised pixels.
+    ``label`` fixes the dummies' soft labels (None: optimised jointly, as in DLG); ``feature``
+    holds the recovered last-layer inputs for the feature term; ``bounds`` the per-channel box
+    of valid normalised pixels. B > 1 dummies are matched jointly to a mean-reduced batch
+    gradient, row b of ``label`` and ``feature`` belonging to dummy b.
 
-    Shapes: ``input_shape`` (1, C, H, W); ``label`` (C',); ``feature`` (m,); ``bounds`` two
-    (1, C, 1, 1) tensors.
+    Shapes: ``input_shape`` (B, C, H, W); ``label`` (B, C'); ``feature`` (B, m); ``bounds``
+    two (1, C, 1, 1) tensors.
     """
 
     model: nn.Module
@@ -84,6 +85,15 @@ def build_problem(
 ) -> MatchingProblem:
     """Pair the model's parameters with the observation's, by name; the server's sent values
     are used (not whatever the module holds). Errors name what is missing."""
+    batch = input_shape[0]
+    label = None if label is None else label.reshape(-1, label.shape[-1])
+    feature = None if feature is None else feature.reshape(-1, feature.shape[-1])
+    for what, value in (("labels", label), ("features", feature)):
+        if value is not None and value.shape[0] != batch:
+            raise ValueError(
+                f"{what} hold {value.shape[0]} samples, the observation {batch}: give one row "
+                "per sample of the batch"
+            )
     names = tuple(name for name, _ in model.named_parameters())
     missing = [name for name in names if name not in observation.gradients]
     if missing:
@@ -106,7 +116,7 @@ def build_problem(
         classifier=classifier,
         input_shape=input_shape,
         label=None if label is None else label.detach().to(dtype),
-        feature=None if feature is None else feature.detach().to(dtype).reshape(1, -1),
+        feature=None if feature is None else feature.detach().to(dtype).reshape(batch, -1),
         bounds=bounds,
     )
 
@@ -126,7 +136,8 @@ def _objective(
         captured.clear()
         logits = functional_call(problem.model, problem.parameters, (dummy,))
         label = problem.label if label_logits is None else functional.softmax(label_logits, -1)
-        loss = -(label * functional.log_softmax(logits, dim=-1)).sum()
+        # The client's mean-reduced cross-entropy (B = 1: the single input's loss).
+        loss = -(label * functional.log_softmax(logits, dim=-1)).sum() / logits.shape[0]
         gradients = torch.autograd.grad(loss, leaves, create_graph=True)
         total = gradient_distance(
             gradients, problem.targets, distance=settings.distance, target_norm=target_norm
@@ -149,7 +160,8 @@ def _start(problem: MatchingProblem, generator: torch.Generator) -> tuple[Tensor
     label_logits = None
     if problem.label is None:
         classes = problem.classifier.out_features
-        label_logits = torch.randn(1, classes, generator=generator, dtype=dtype)
+        batch = problem.input_shape[0]
+        label_logits = torch.randn(batch, classes, generator=generator, dtype=dtype)
         label_logits.requires_grad_(True)
     return dummy.requires_grad_(True), label_logits
 
@@ -157,7 +169,7 @@ def _start(problem: MatchingProblem, generator: torch.Generator) -> tuple[Tensor
 class RestartResult(NamedTuple):
     """The lowest-objective iterate of one restart and the trace that led there.
 
-    Shapes: ``inputs`` like the problem's input; ``label_logits`` (1, C) or None.
+    Shapes: ``inputs`` like the problem's input; ``label_logits`` (B, C) or None.
     """
 
     objective: float
@@ -253,7 +265,8 @@ def run_matching(
         "best_restart": index,
     }
     if best.label_logits is not None:
-        diagnostics["label"] = functional.softmax(best.label_logits, -1)[0]
+        labels = functional.softmax(best.label_logits, -1)
+        diagnostics["label"] = labels[0] if labels.shape[0] == 1 else labels
     return Reconstruction(
         inputs=best.inputs,
         objective=best.objective,

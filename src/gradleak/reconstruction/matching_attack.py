@@ -20,7 +20,8 @@ from gradleak.reconstruction.attack_inputs import (
 )
 from gradleak.reconstruction.matching import build_problem, run_matching
 from gradleak.reconstruction.matching_settings import MatchingSettings, with_overrides
-from gradleak.reconstruction.result import Reconstruction
+from gradleak.reconstruction.result import Reconstruction, refusal
+from gradleak.recovery.batch.estimate import BatchEstimate
 
 #: What a gradient-matching attack takes besides `MatchingSettings` fields.
 _OWN_PARAMETERS = ("settings", "image_mean", "image_std", "input_shape")
@@ -58,6 +59,15 @@ class GradientMatchingAttack:
     def run(
         self, observation: GradientObservation, model: nn.Module, *, labels: LabelInput = None
     ) -> Reconstruction:
+        batch = observation.num_samples
+        shape = input_shape_of(model, self.input_shape, batch_size=batch)
+        if isinstance(labels, BatchEstimate) and not labels.converged:
+            return refusal(
+                shape,
+                self.key,
+                f"the batch label recovery did not converge ({labels.reason}): no labels to "
+                "reconstruct the batch with",
+            )
         label, feature = resolve_label(labels, need_feature=self.settings.feature_weight > 0)
         if label is None and self.needs_label:
             raise ValueError(
@@ -68,7 +78,7 @@ class GradientMatchingAttack:
         problem = build_problem(
             observation,
             model,
-            input_shape=input_shape_of(model, self.input_shape),
+            input_shape=shape,
             label=label,
             feature=feature,
             bounds=pixel_box(self.image_mean, self.image_std, dtype),

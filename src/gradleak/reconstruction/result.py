@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import Tensor
 
 
@@ -41,3 +42,16 @@ class Reconstruction:
             raise ValueError(f"iterations must be >= 0, got {self.iterations}")
         if not self.converged and not self.reason:
             raise ValueError("a Reconstruction with converged=False must say why in reason")
+
+
+def refusal(shape: tuple[int, ...], attack: str, reason: str) -> Reconstruction:
+    """An attack that declined to run: zeros of ``shape``, ``converged=False`` and why."""
+    return Reconstruction(
+        inputs=torch.zeros(shape),
+        objective=float("nan"),
+        iterations=0,
+        converged=False,
+        history=(),
+        attack=attack,
+        reason=reason,
+    )

@@ -14,22 +14,20 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-from scipy.optimize import linear_sum_assignment
 
 import gradleak
 from gradleak.experiments.case_checks import check_client_setting
 from gradleak.experiments.suites import resources
 from gradleak.experiments.suites.base import Record, TrialTask
 from gradleak.experiments.tables import markdown, refusal_kinds
-from gradleak.labels import batch_mixup, batch_smoothing
+from gradleak.families.batch_trials import BATCH_DRAWS, draw_batch
+from gradleak.metrics import match_labels
 from gradleak.output_files import write_atomic
 from gradleak.recovery.batch import BATCH_METHODS
 from gradleak.recovery.last_layer import SCALE_MODES
 
 #: A sample is recovered when its label is within this l1 of the true one it is matched to.
 SUCCESS_L1 = 1e-2
-LABEL_FAMILIES = ("hard", "smoothing", "mixup")
 
 
 @dataclass(frozen=True)
@@ -54,8 +52,7 @@ class BatchTrials:
     title: str = ""
 
     def __post_init__(self) -> None:
-        if self.label_family not in LABEL_FAMILIES:
-            raise ValueError(f"label_family: choose one of {', '.join(LABEL_FAMILIES)}")
+        BATCH_DRAWS[self.label_family]  # ValueError listing the families
         unknown = [method for method in self.methods if method not in BATCH_METHODS]
         if unknown or not self.methods:
             raise ValueError(f"methods {unknown}: choose from {', '.join(BATCH_METHODS)}")
@@ -81,44 +78,12 @@ class BatchTrials:
         )
 
 
-def _batch(case: BatchTrials, images, rng: np.random.Generator):
-    """B normalised inputs and their (B, C) labels by the family's batch protocol."""
-    count = len(images.labels)
-    index = rng.choice(count, case.batch_size, replace=case.batch_size > count)
-    inputs = images.normalise(images.images[index])
-    targets = images.labels[index].long()
-    if case.label_family == "smoothing":
-        return inputs, batch_smoothing(targets, case.num_classes, float(rng.uniform(0, 0.5)))
-    if case.label_family == "mixup":
-        partners = torch.from_numpy(rng.permutation(case.batch_size))
-        return batch_mixup(inputs, targets, case.num_classes, float(rng.uniform(0, 1)), partners)
-    return inputs, torch.nn.functional.one_hot(targets, case.num_classes).double()
-
-
-#: Weight of the feature distance in the assignment: it only breaks ties between samples that
-#: share a label (two hard labels of one class), never outweighs a label mismatch.
-FEATURE_TIE_BREAK = 1e-4
-
-
-def _match(found, truth, found_features, true_features):
-    """Optimal assignment of found to true samples on label l1 (features break ties between
-    equal labels): (found rows, true rows, their label l1)."""
-    if found.shape[0] == 0:
-        empty = np.zeros(0, dtype=int)
-        return empty, empty, np.zeros(0)
-    cost = np.abs(found[:, None, :] - truth[None, :, :]).sum(axis=2)
-    distance = np.linalg.norm(found_features[:, None] - true_features[None], axis=2)
-    scaled = distance / np.linalg.norm(true_features, axis=1)[None]
-    rows, cols = linear_sum_assignment(cost + FEATURE_TIE_BREAK * np.minimum(scaled, 1.0))
-    return rows, cols, cost[rows, cols]
-
-
 def run_trial(task: TrialTask) -> list[Record]:
     """Simulate one batch step, attack it with every method, score each answer."""
     case: BatchTrials = task.case
     images, model = resources.client_setting(case, task.model_seed)
     rng = np.random.default_rng(task.seed)
-    inputs, labels = _batch(case, images, rng)
+    inputs, labels = draw_batch(case.label_family, images, case.num_classes, case.batch_size, rng)
     dtype = next(model.parameters()).dtype
     observation, secret = gradleak.simulate_client_step(model, inputs.to(dtype), labels.to(dtype))
     truth = secret.soft_label.double().numpy()
@@ -134,7 +99,7 @@ def run_trial(task: TrialTask) -> list[Record]:
         feature_error = float("nan")
         if estimate.soft_labels is not None:
             found = estimate.soft_labels.numpy()
-            rows, cols, l1 = _match(found, truth, estimate.features.numpy(), true_features)
+            rows, cols, l1 = match_labels(found, truth, estimate.features.numpy(), true_features)
             recovered = int(found.shape[0])
             correct = int((l1 < SUCCESS_L1).sum())
             false_accepts = recovered - correct

@@ -1,8 +1,11 @@
-"""Reconstruction suite: the paper's Table 3 and the FCN-4 figure.
+"""Reconstruction suite: the paper's Table 3, the FCN-4 figure and batch reconstruction.
 
 Each trial simulates one client, recovers its label, and runs every variant (oracle labels,
 DLG, ours, ours-feature, analytic FCN inversion) on the same gradient; the records hold
-PSNR/SSIM on de-normalised images, so tables and figures need no images.
+PSNR/SSIM on de-normalised images, so tables and figures need no images. With
+``batch_size`` B > 1 the client steps on a batch (the labels of `draw_batch`), the labels
+come from `recover_batch`, B dummies are matched jointly, and every score is the mean over
+the batch after optimal assignment of reconstructions to true inputs (`score_batch_images`).
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from gradleak.experiments.suites import resources
 from gradleak.experiments.suites.base import Record, TrialTask
 from gradleak.experiments.variants import DLG_ITERATIONS, FEATURE_WEIGHT, VARIANTS, run_variant
 from gradleak.families import draw_trial
-from gradleak.metrics import label_l1, score_images, to_unit_range
+from gradleak.families.batch_trials import draw_batch
+from gradleak.metrics import label_l1, match_labels, score_batch_images, to_unit_range
 from gradleak.output_files import write_atomic
 from gradleak.reconstruction import MatchingSettings
 from gradleak.recovery.last_layer import SCALE_MODES
@@ -38,7 +42,8 @@ class ReconstructionTrials:
     counts DLG's own L-BFGS steps. ``save_images``: the first that many trials keep truth and
     reconstructions (8-bit PNG inside the record) so the report can draw the image grid from
     the records alone. ``scale`` is the gradient-scale assumption of the label recovery
-    ("known", the paper's Table 3 setting, or "unknown").
+    ("known", the paper's Table 3 setting, or "unknown"). ``batch_size``: inputs per client
+    step (1: the paper's protocol).
     """
 
     model: str
@@ -59,6 +64,7 @@ class ReconstructionTrials:
     image_size: int = 0
     save_images: int = 0
     scale: str = "known"
+    batch_size: int = 1
     title: str = ""
 
     def __post_init__(self) -> None:
@@ -69,6 +75,8 @@ class ReconstructionTrials:
             raise ValueError(f"variants {unknown} unknown; choose from {', '.join(VARIANTS)}")
         if self.samples < 1 or self.per_model < 1:
             raise ValueError("samples and per_model must be >= 1")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.dlg_iterations < 1 or self.save_images < 0:
             raise ValueError("dlg_iterations must be >= 1 and save_images >= 0")
         self.settings(seed=0)  # iterations, restarts and the weights, named if out of range
@@ -92,14 +100,21 @@ class ReconstructionTrials:
     def name(self) -> str:
         if self.title:
             return self.title
-        return f"{self.model} ({self.init}) {self.dataset} C={self.num_classes} {self.label_family}"
+        batch = f" B={self.batch_size}" if self.batch_size > 1 else ""
+        return (
+            f"{self.model} ({self.init}) {self.dataset} C={self.num_classes} "
+            f"{self.label_family}{batch}"
+        )
 
 
 @dataclass(frozen=True)
 class ReconstructionRecord:
     """One variant's reconstruction on one trial, scored against the truth afterwards.
 
-    ``truth_png``/``image_png`` (8-bit PNG, base64) only for the first ``save_images`` trials.
+    For a batch the scores are means over its samples after assignment and ``label_l1`` the
+    largest over the matched labels (NaN when the batch recovery refused).
+    ``truth_png``/``image_png`` (8-bit PNG, base64) only for the first ``save_images`` trials
+    (a batch keeps its first true input and the reconstruction matched to it).
     """
 
     case: str
@@ -120,16 +135,39 @@ class ReconstructionRecord:
     mse: float
     truth_png: str | None = None
     image_png: str | None = None
+    batch_size: int = 1
+
+
+def _client(case: ReconstructionTrials, images, model, task: TrialTask):
+    """The client's step, what the server recovers from it, and that label's error."""
+    rng = np.random.default_rng(task.seed)
+    if case.batch_size == 1:
+        inputs, label = draw_trial(case.label_family, images, case.num_classes, rng)
+        observation, secret = gradleak.simulate_client_step(model, inputs, label)
+        estimate = gradleak.recover_label(observation, family=case.label_family, scale=case.scale)
+        return observation, secret, estimate, label_l1(estimate.soft_label, secret.soft_label[0])
+    batch = draw_batch(case.label_family, images, case.num_classes, case.batch_size, rng)
+    dtype = next(model.parameters()).dtype
+    observation, secret = gradleak.simulate_client_step(model, *(part.to(dtype) for part in batch))
+    estimate = gradleak.recover_batch(
+        observation, case.label_family, scale=case.scale, seed=task.seed
+    )
+    if not estimate.converged:
+        return observation, secret, estimate, float("nan")
+    *_, l1 = match_labels(
+        estimate.soft_labels.numpy(),
+        secret.soft_label.double().numpy(),
+        estimate.features.numpy(),
+        secret.features.double().numpy(),
+    )
+    return observation, secret, estimate, float(l1.max())
 
 
 def run_trial(task: TrialTask) -> list[Record]:
     """One client, its recovered label, every variant scored against the truth."""
     case: ReconstructionTrials = task.case
     images, model = resources.client_setting(case, task.model_seed)
-    rng = np.random.default_rng(task.seed)
-    inputs, label = draw_trial(case.label_family, images, case.num_classes, rng)
-    observation, secret = gradleak.simulate_client_step(model, inputs, label)
-    estimate = gradleak.recover_label(observation, family=case.label_family, scale=case.scale)
+    observation, secret, estimate, l1 = _client(case, images, model, task)
     keep_images = task.trial < case.save_images
     truth_png = None
     if keep_images:
@@ -149,7 +187,8 @@ def run_trial(task: TrialTask) -> list[Record]:
             image_std=images.std,
         )
         seconds = time.perf_counter() - start
-        scores = score_images(result.inputs[0], secret.inputs[0], mean=images.mean, std=images.std)
+        scores = score_batch_images(result.inputs, secret.inputs, mean=images.mean, std=images.std)
+        means = {name: scores.mean(name) for name in ("psnr", "psnr_8bit", "ssim", "mse")}
         record = ReconstructionRecord(
             case=case.name,
             variant=variant,
@@ -157,19 +196,22 @@ def run_trial(task: TrialTask) -> list[Record]:
             seed=task.seed,
             label_family=case.label_family,
             label_converged=bool(estimate.converged),
-            label_l1=label_l1(estimate.soft_label, secret.soft_label[0]),
+            label_l1=l1,
             converged=result.converged,
             reason=result.reason,
             objective=result.objective,
             iterations=result.iterations,
             seconds=seconds,
-            **asdict(scores),
+            **means,
             truth_png=truth_png,
             image_png=(
-                encode_png(to_unit_range(result.inputs[0], images.mean, images.std))
+                encode_png(
+                    to_unit_range(result.inputs[scores.assignment[0]], images.mean, images.std)
+                )
                 if keep_images
                 else None
             ),
+            batch_size=case.batch_size,
         )
         records.append(asdict(record))
     return records

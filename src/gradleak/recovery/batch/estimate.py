@@ -40,6 +40,8 @@ class BatchEstimate:
     ``label_mass`` (C,) estimates sum_b y_b (None without a bias or at an unknown scale unless
     every sample was recovered), ``counts`` (C,) the integer label counts of a hard or smoothed
     batch; ``bound`` is the largest B whose per-sample labels this C and family identify.
+    ``family`` is the family asked for; for "auto" on a converged batch, the narrowest family
+    every recovered label belongs to (hard, then smoothing, then mixup).
     """
 
     soft_labels: Tensor | None

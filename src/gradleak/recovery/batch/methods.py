@@ -86,6 +86,22 @@ def _shared_reason(samples, family: str) -> tuple[str, dict]:
     return "", {}
 
 
+def _narrowest(samples) -> str:
+    """``family="auto"``: the narrowest family every recovered label belongs to (hard, then
+    smoothing, then mixup), so the estimate names what fitted."""
+    labels = np.stack([sample.soft_label for sample in samples])
+    if (labels.max(axis=1) > 1.0 - SHARED_TOL).all():
+        return "hard"
+    smoothing = FAMILIES["smoothing"]
+    rebuilt = []
+    for label in labels:
+        eps = float(np.clip(smoothing.read_params(label)["eps"], 0.0, 1.0))
+        target = int(label.argmax())
+        rebuilt.append(smoothing.make(label.shape[0], target=target, eps=eps).probabilities)
+    gap = np.abs(np.stack([row.numpy() for row in rebuilt]) - labels).sum(axis=1)
+    return "smoothing" if (gap < SHARED_TOL).all() else "mixup"
+
+
 @BATCH_METHODS.register("batch-search")
 @dataclass(frozen=True)
 class BatchSearch:
@@ -110,8 +126,10 @@ class BatchSearch:
         if not reason:
             reason, peeled = self._peel(problem, family)
         params: dict = {}
+        named = family
         if peeled.samples and not reason:
-            reason, params = _shared_reason(peeled.samples, family)
+            named = _narrowest(peeled.samples) if family == "auto" else family
+            reason, params = _shared_reason(peeled.samples, named)
         unverified = len(peeled.samples) if reason else 0
         if reason:
             # A peeled atom is vouched for only by the whole: one wrong atom corrupts the rest,
@@ -136,7 +154,7 @@ class BatchSearch:
             label_mass=None if mass is None else torch.from_numpy(mass),
             counts=counts,
             bound=bound,
-            family=family,
+            family=family if reason else named,
             method="batch-search",
             family_params={**found, **params},
             diagnostics={
@@ -171,7 +189,7 @@ class BatchSearch:
             weight,
             gradient,
             batch,
-            family="mixup" if family == "auto" else family,
+            family=family,
             bias=problem.has_bias,
             precision=problem.precision,
             flat_check=flat,

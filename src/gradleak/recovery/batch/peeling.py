@@ -15,11 +15,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gradleak.recovery.batch.roots import Hypotheses, RootFit, fit_roots
+from gradleak.recovery.batch.roots import Hypotheses, RootFit, fit_roots, relative_residual
 from gradleak.recovery.batch.subspace import Subspace, singular_values, subspace
 
 #: Accept residuals and rank drops up to this multiple of the gradient's precision.
 ROOT_FACTOR = 30.0
+#: An atom whose root has relative residual rho is off by up to about ATOM_FACTOR * rho times
+#: its size (the root's conditioning): the rank-drop check allows that much, still orders of
+#: magnitude below the O(size) a spurious or repeated atom leaves.
+ATOM_FACTOR = 100.0
 #: Below this a float64 fit is exact (search and rounding slack).
 EXACT = 1e-11
 #: Logit spreads (standard deviation over classes) of the random starts: flat to saturated.
@@ -36,6 +40,9 @@ AMBIGUITY_L1 = 1e-3
 FLAT_FACTOR = 10.0
 #: How far above the root's own residual (its noise) the flatness probe looks.
 AMBIGUITY_FACTOR = 10.0
+#: Slack on that band for the residual evaluated at the probe point, and the step halvings.
+AMBIGUITY_BAND = 1.5
+AMBIGUITY_HALVINGS = 40
 
 
 @dataclass(frozen=True)
@@ -62,19 +69,21 @@ class Peeled:
 
 def hypotheses(
     space: Subspace, family: str, num_classes: int
-) -> tuple[list[tuple[int, ...]], bool]:
-    """The free classes to try and whether eps is free: hard and smoothing one class each;
-    mixup (and auto) every class alone and every pair among the 2r + 2 classes whose unit
-    vectors lie most in span(U) (a mixed class's e_t carries a large share of some d_b)."""
+) -> list[tuple[list[tuple[int, ...]], bool]]:
+    """Groups of hypotheses (the free classes of each, and whether eps is free): hard one class
+    each (eps = 0); smoothing one class each with the batch's eps; batch mixup every class alone
+    (a sample mixed with its own class) and every pair among the 2r + 2 classes whose unit
+    vectors lie most in span(U) (a mixed class's e_t carries a large share of some d_b), with
+    eps = 0 as batch mixup mixes one-hot labels; auto the smoothing singles and the mixup pairs."""
     singles = [(target,) for target in range(num_classes)]
     if family == "hard":
-        return singles, False
+        return [(singles, False)]
     if family == "smoothing":
-        return singles, True
+        return [(singles, True)]
     share = np.linalg.norm(space.left, axis=1)
     candidates = np.argsort(-share, kind="stable")[: min(num_classes, 2 * space.rank + 2)]
     pairs = [(int(a), int(b)) for i, a in enumerate(candidates) for b in candidates[i + 1 :]]
-    return singles + pairs, True
+    return [(singles, family == "auto"), (pairs, False)]
 
 
 def _starts(space: Subspace, count: int, rng: np.random.Generator, bias: bool) -> np.ndarray:
@@ -92,8 +101,11 @@ def _starts(space: Subspace, count: int, rng: np.random.Generator, bias: bool) -
 
 def _ambiguous(space, free, fit: RootFit, row: int, eps_free: bool, noise: float) -> bool:
     """Whether the label moves by more than AMBIGUITY_L1 along the flattest direction of the
-    residual before the residual grows by AMBIGUITY_FACTOR x ``noise`` (the root is not pinned:
-    a flat softmax at an unknown scale, or two samples of one label in a nearly linear one)."""
+    residual at a point whose residual is still within AMBIGUITY_FACTOR x ``noise`` (the root is
+    not pinned: a flat softmax at an unknown scale, or two samples of one label in a nearly
+    linear one). The step comes from the Jacobian's smallest singular value and is halved until
+    the residual actually evaluated there is inside that band: curvature the linear model does
+    not see can pin a root."""
     problem = Hypotheses(space, [free[row]], eps_free)
     theta = fit.theta[row : row + 1]
     probs, _masked, residual, _coef, fitted, norm = problem.evaluate(theta)
@@ -105,10 +117,53 @@ def _ambiguous(space, free, fit: RootFit, row: int, eps_free: bool, noise: float
     step = AMBIGUITY_FACTOR * noise / smallest if smallest > 0 else np.inf
     if not np.isfinite(step):
         return True
-    moved_probs, *_, coefficients, _fitted, _norm = problem.evaluate(theta + step * right_t[-1])
     label = fit.probs[row] - fit.gradient[row]
-    shifted = moved_probs[0] - coefficients[0, : space.rank] @ space.left.T
-    return float(np.abs(shifted - label).sum()) > AMBIGUITY_L1
+    band = AMBIGUITY_BAND * AMBIGUITY_FACTOR * noise
+    for _ in range(AMBIGUITY_HALVINGS):
+        moved_probs, _m, moved_residual, coefficients, _f, moved_norm = problem.evaluate(
+            theta + step * right_t[-1]
+        )
+        shifted = moved_probs[0] - coefficients[0, : space.rank] @ space.left.T
+        if float(np.abs(shifted - label).sum()) <= AMBIGUITY_L1:
+            return False  # even the largest step inside the band keeps the label
+        if float(relative_residual(moved_residual, moved_norm)[0]) <= band:
+            return True
+        step /= 2.0
+    return False
+
+
+#: Levenberg-Marquardt iterations that polish a root in the whole batch's subspace, and the
+#: residual below which a rest's root is worth polishing.
+POLISH_ITERATIONS = 40
+POLISH_SCREEN = 1e-2
+
+
+def _in_whole(
+    whole: Subspace, space: Subspace, fit: RootFit, row: int, free: tuple[int, ...], eps_free: bool
+) -> tuple[RootFit, RootFit]:
+    """The root ``row`` of a rest's ``space`` in the whole batch's subspace: polished there as a
+    root of the whole batch, and only mapped there (evaluated, not moved)."""
+    feature = space.feature(fit.theta[row])
+    theta = ((whole.right.T @ feature - whole.base) @ whole.null)[None, None, :]
+    polished = fit_roots(whole, [free], theta, eps_free=eps_free, iterations=POLISH_ITERATIONS)
+    mapped = fit_roots(whole, [free], theta, eps_free=eps_free, iterations=0)
+    return polished, mapped
+
+
+def _atom(whole: Subspace, core: np.ndarray, root: RootFit, limit: float):
+    """The root's atom on the whole batch's core, or None when its residual exceeds ``limit``,
+    its label leaves [0, 1] or its weight is not positive: (core minus the atom, coordinates
+    a, 1 / weight, the atom's size)."""
+    label = root.probs[0] - root.gradient[0]
+    if root.residual[0] > limit or label.min() < -LABEL_TOL or label.max() > 1 + LABEL_TOL:
+        return None
+    coordinates = whole.coordinates(root.theta[0])
+    along = whole.left.T @ root.gradient[0]
+    inner = float(coordinates @ (along / whole.singular))
+    if not inner > 0:
+        return None
+    size = float(np.linalg.norm(root.gradient[0]) * np.linalg.norm(coordinates) / inner)
+    return core - np.outer(along, coordinates) / inner, coordinates, inner, size
 
 
 def peel(
@@ -132,55 +187,105 @@ def peel(
     rng = np.random.default_rng(seed)
     num_classes = weight.shape[0]
     scale = float(singular_values(gradient)[0])
-    remaining, rank = gradient.copy(), num_samples
+    # Every atom lies in span(U0) x span(V̂0) of the whole batch: peeling runs on the B x B core
+    # U0^T Ĝ V̂0, so the part of Ĝ outside the subspaces (its precision) never accumulates, and
+    # each root found in a smaller rest is polished in the whole batch's subspace, where it is
+    # an exact root too, before its atom is subtracted.
+    whole = subspace(weight, gradient, num_samples, bias=bias)
+    core = whole.left.T @ gradient @ whole.right
+    first_tolerance = max(EXACT, ROOT_FACTOR * precision * scale / float(whole.singular[-1]))
+    rank = num_samples
     samples: list[Sample] = []
-    ambiguous, passes = 0, 0
+    ambiguous, passes, errors = 0, 0, 0.0
     while rank > 0 and passes < 2 * num_samples:
         passes += 1
-        space = subspace(weight, remaining, rank, bias=bias)
+        space = (
+            whole
+            if passes == 1
+            else subspace(weight, whole.left @ core @ whole.right.T, rank, bias=bias)
+        )
         # A weak atom's direction in U is known only to precision * sigma_1 / sigma_r.
         tolerance = max(EXACT, ROOT_FACTOR * precision * scale / float(space.singular[-1]))
-        free, eps_free = hypotheses(space, family, num_classes)
-        fit = fit_roots(space, free, _starts(space, len(free), rng, bias), eps_free=eps_free)
-        order = [row for row in np.argsort(fit.residual) if fit.residual[row] <= tolerance]
+        # A rest's roots carry the rounding of the atoms already subtracted (the last sample
+        # of a biased batch has no freedom left to absorb it): screen them loosely, polish
+        # them in the whole subspace, and judge the polished root there.
+        screen = tolerance if passes == 1 else max(tolerance, POLISH_SCREEN)
+        whole_tolerance = max(tolerance, first_tolerance)
+        groups = [
+            (
+                free,
+                eps_free,
+                fit_roots(space, free, _starts(space, len(free), rng, bias), eps_free=eps_free),
+            )
+            for free, eps_free in hypotheses(space, family, num_classes)
+        ]
+        candidates = sorted(
+            (float(fit.residual[row]), index, int(row))
+            for index, (_free, _eps, fit) in enumerate(groups)
+            for row in np.flatnonzero(fit.residual <= screen)
+        )
         found = 0
-        for row in order:
+        for _value, index, row in candidates:
+            free, eps_free, fit = groups[index]
             label = fit.probs[row] - fit.gradient[row]
             if label.min() < -LABEL_TOL or label.max() > 1 + LABEL_TOL:
                 continue
-            coordinates = space.coordinates(fit.theta[row])
-            inner = float(coordinates @ ((space.left.T @ fit.gradient[row]) / space.singular))
-            if not inner > 0:
-                continue
-            atom = np.outer(fit.gradient[row], space.right @ coordinates) / inner
-            reduced = remaining - atom
-            left = singular_values(reduced)
-            if left[rank - found - 1] > ROOT_FACTOR * precision * scale:
-                continue  # the rank did not drop: a copy of a peeled sample or no atom at all
-            spread = float((space.offset + space.directions @ fit.theta[row]).std())
-            if flat_check and spread < FLAT_FACTOR * tolerance / AMBIGUITY_L1:
-                ambiguous += 1
+            flat = False
+            # The root in the whole subspace: polished there (preferred) or only mapped there
+            # (when polishing slid to another sample of the same label); each judged alone.
+            if passes == 1:
+                options = [(fit.rows([row]), tolerance)]
+            else:
+                polished, mapped = _in_whole(whole, space, fit, row, free[row], eps_free)
+                options = [(polished, whole_tolerance), (mapped, tolerance)]
+            for root, limit in options:
+                atom = _atom(whole, core, root, limit)
+                if atom is None:
+                    continue
+                reduced, coordinates, inner, size = atom
+                if flat_check and eps_free:
+                    # The atom's own size sets how well its direction is known (the pass's
+                    # tolerance is the weakest atom's): x -> lam x stays hidden below that noise.
+                    noise = max(EXACT, ROOT_FACTOR * precision * scale / size)
+                    spread = float((whole.offset + whole.directions @ root.theta[0]).std())
+                    if spread < FLAT_FACTOR * noise / AMBIGUITY_L1:
+                        flat = True
+                        continue
+                left = singular_values(reduced)
+                # Each subtracted atom carries its error: the gradient's precision, or its
+                # root's residual times its size when larger; the errors add in quadrature.
+                error = max(
+                    ROOT_FACTOR * precision * scale, ATOM_FACTOR * float(root.residual[0]) * size
+                )
+                if left[rank - found - 1] <= np.sqrt(errors + error**2):
+                    break  # the rank dropped: an atom of the batch
+            else:
+                # No option is an atom: a copy of a peeled sample, no atom at all, or too flat.
+                ambiguous += int(flat)
                 continue
             noise = max(float(fit.residual[row]), precision)
             if _ambiguous(space, free, fit, row, eps_free, noise):
                 ambiguous += 1
                 continue
-            feature = space.right @ coordinates
+            feature = whole.right @ coordinates
             samples.append(
                 Sample(
-                    soft_label=label,
+                    soft_label=root.probs[0] - root.gradient[0],
                     feature=feature[:-1] if bias else feature,
                     weight=1.0 / inner,
-                    residual=float(fit.residual[row]),
+                    residual=float(root.residual[0]),
                     free_classes=free[row],
                 )
             )
-            remaining, found = reduced, found + 1
+            core, found, errors = reduced, found + 1, errors + error**2
             if found == rank:
                 break
         if not found:
             break
         rank -= found
+    remaining = (
+        gradient - whole.left @ (whole.left.T @ gradient @ whole.right - core) @ whole.right.T
+    )
     remainder = float(np.linalg.norm(remaining) / np.linalg.norm(gradient))
     return Peeled(tuple(samples), remainder, ambiguous, passes)
 

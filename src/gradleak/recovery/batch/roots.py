@@ -22,8 +22,16 @@ import numpy as np
 
 from gradleak.recovery.batch.subspace import Subspace
 
-#: Levenberg-Marquardt iterations per pass; converged hypotheses stop moving long before.
-ITERATIONS = 60
+#: Most Levenberg-Marquardt iterations per pass. A hypothesis stops earlier once it has
+#: converged (CONVERGED) or, above PROMISING, stalled (less than STALL_GAIN x improvement over
+#: STALL_WINDOW iterations: a wrong hypothesis at its positive minimum), so the budget goes to
+#: the slow true roots of a saturated softmax.
+ITERATIONS = 300
+CONVERGED = 1e-13
+STALL_WINDOW = 10
+STALL_GAIN = 2.0
+#: Below this residual a hypothesis may be a slowly converging root: it keeps its iterations.
+PROMISING = 0.1
 #: A fitted logit gradient below this norm is no gradient: the saturated limit, not a root.
 SMALLEST_GRADIENT = 1e-9
 
@@ -46,6 +54,10 @@ class RootFit:
     gradient: np.ndarray
     offset: np.ndarray
 
+    def rows(self, rows: list[int]) -> RootFit:
+        """The fits of the hypotheses ``rows`` only."""
+        return RootFit(*(getattr(self, name)[rows] for name in self.__dataclass_fields__))
+
 
 class Hypotheses:
     """The fixed linear algebra of H hypotheses: masks, bases and their pseudo-inverses."""
@@ -63,42 +75,109 @@ class Hypotheses:
         self.inverse = np.linalg.pinv(basis)
         self.left = space.left
         self.space = space
+        directions = space.directions
+        #: D_c D_c^T per class, flattened: sum_c w_c D_c D_c^T is one matrix product.
+        self.outer = (directions[:, :, None] * directions[:, None, :]).reshape(num_classes, -1)
+
+    def take(self, rows: np.ndarray) -> Hypotheses:
+        """The same hypotheses restricted to ``rows`` (shares the subspace)."""
+        taken = object.__new__(Hypotheses)
+        taken.__dict__.update(self.__dict__)
+        taken.mask = self.mask[rows]
+        taken.orthonormal = self.orthonormal[rows]
+        taken.inverse = self.inverse[rows]
+        return taken
 
     def evaluate(self, theta: np.ndarray) -> tuple[np.ndarray, ...]:
         """p, residual vector, fitted coefficients, d_R and ||d_R|| at ``theta`` (H, n)."""
         probs = softmax(self.space.offset + theta @ self.space.directions.T)
         masked = probs * self.mask
-        along = np.einsum("hck,hc->hk", self.orthonormal, masked)
-        residual = masked - np.einsum("hck,hk->hc", self.orthonormal, along)
-        coefficients = np.einsum("hkc,hc->hk", self.inverse, masked)
+        # Batched matrix products (np.matmul) rather than np.einsum: BLAS-backed, ~10x faster.
+        along = (masked[:, None, :] @ self.orthonormal)[:, 0]
+        residual = masked - (self.orthonormal @ along[:, :, None])[:, :, 0]
+        coefficients = (self.inverse @ masked[:, :, None])[:, :, 0]
         fitted = self.mask * (coefficients[:, : self.rank] @ self.left.T)
         norm = np.linalg.norm(fitted, axis=1)
         return probs, masked, residual, coefficients, fitted, norm
 
     def jacobian(self, probs, residual, fitted, norm) -> tuple[np.ndarray, np.ndarray]:
-        """r / ||d_R|| and its Jacobian in theta. Shapes: (H, C), (H, C, n)."""
+        """r / ||d_R|| and its Jacobian in theta. Shapes: (H, C), (H, C, n).
+
+        With q = mask * p and D the logit directions, d(mask * p) = q (D - p D) row-wise; the
+        norm's derivative needs only (fitted U) . d(coefficients), never a (H, C, n) d_R.
+        """
         directions = self.space.directions
-        dp = (
-            probs[:, :, None] * directions[None]
-            - probs[:, :, None] * (probs @ directions)[:, None, :]
-        )
-        dp *= self.mask[:, :, None]
-        d_residual = dp - np.einsum(
-            "hck,hkn->hcn", self.orthonormal, np.einsum("hck,hcn->hkn", self.orthonormal, dp)
-        )
-        d_coefficients = np.einsum("hkc,hcn->hkn", self.inverse[:, : self.rank], dp)
-        d_fitted = self.mask[:, :, None] * np.einsum("ck,hkn->hcn", self.left, d_coefficients)
+        masked = probs * self.mask
+        dp = masked[:, :, None] * (directions[None] - (probs @ directions)[:, None, :])
+        basis = self.orthonormal
+        d_residual = dp - basis @ (basis.transpose(0, 2, 1) @ dp)
+        d_coefficients = self.inverse[:, : self.rank] @ dp
         safe = np.where(norm > SMALLEST_GRADIENT, norm, np.inf)
-        d_norm = np.einsum("hc,hcn->hn", fitted, d_fitted) / safe[:, None]
+        # d||d_R|| = d_R . d(d_R) / ||d_R|| with d(d_R) = mask * (U dc), and mask * d_R = d_R.
+        along_fitted = fitted @ self.left
+        d_norm = (along_fitted[:, None, :] @ d_coefficients)[:, 0] / safe[:, None]
         relative = residual / safe[:, None]
-        d_relative = (
-            d_residual / safe[:, None, None]
-            - (relative / safe[:, None])[:, :, None] * d_norm[:, None, :]
-        )
+        d_relative = (d_residual - relative[:, :, None] * d_norm[:, None, :]) / safe[:, None, None]
         return relative, d_relative
 
+    def normal_equations(self, probs, residual, fitted, norm) -> tuple[np.ndarray, np.ndarray]:
+        """J^T J and J^T r of `jacobian` (r = residual / ||d_R||), without forming J.
 
-def _relative(residual: np.ndarray, norm: np.ndarray) -> np.ndarray:
+        Every term is a sum over classes of q_c-weighted rows of E = D - p D (q = mask * p):
+        dp^T dp = sum_c q_c^2 E_c E_c^T, and the projection onto span(O) is removed through
+        A = O^T dp (J^T J = (dp^T dp - A^T A - ...) / ||d_R||^2). So the work is a few
+        (H, C) x (C, n) products instead of (H, C, n) arrays. Shapes: (H, n, n), (H, n).
+        """
+        directions = self.space.directions
+        masked = probs * self.mask
+        mean = probs @ directions  # p D, (H, n)
+        squared = masked * masked
+        weighted = squared @ directions
+        size = directions.shape[1]
+        gram = (squared @ self.outer).reshape(-1, size, size)
+        total = squared.sum(axis=1)[:, None, None]
+        cross = weighted[:, :, None] * mean[:, None, :]
+        gram += total * mean[:, :, None] * mean[:, None, :] - cross - cross.transpose(0, 2, 1)
+        basis = self.orthonormal
+        scaled = (basis * masked[:, :, None]).transpose(0, 2, 1)  # (H, k, C)
+        along = (masked[:, None, :] @ basis)[:, 0]  # O^T q, (H, k)
+        projected = scaled @ directions - along[:, :, None] * mean[:, None, :]  # A = O^T dp
+        gram -= projected.transpose(0, 2, 1) @ projected
+        safe = np.where(norm > SMALLEST_GRADIENT, norm, np.inf)
+        relative = residual / safe[:, None]
+        # d||d_R|| / d theta = (fitted U) . (Inv_r dp) / ||d_R|| = v dp / ||d_R||.
+        row = ((fitted @ self.left)[:, None, :] @ self.inverse[:, : self.rank])[:, 0]
+        d_norm = (_weighted_rows(row * masked, directions, mean)) / safe[:, None]
+        toward = _weighted_rows(masked * relative, directions, mean)  # dp^T r (= R^T r)
+        length = (relative * relative).sum(axis=1)
+        outer = toward[:, :, None] * d_norm[:, None, :]
+        normal = (
+            gram
+            - outer
+            - outer.transpose(0, 2, 1)
+            + length[:, None, None] * d_norm[:, :, None] * d_norm[:, None, :]
+        ) / (safe * safe)[:, None, None]
+        descent = (toward - length[:, None] * d_norm) / safe[:, None]
+        return normal, descent
+
+
+def _weighted_rows(weights: np.ndarray, directions: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """sum_c weights_c (D_c - p D): one product. Shapes: (H, C), (C, n), (H, n) -> (H, n)."""
+    return weights @ directions - weights.sum(axis=1)[:, None] * mean
+
+
+def _solve(system: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """system^-1 right per problem: a batched LU solve (the damped normal matrix is positive
+    definite), with the pseudo-inverse only when some system is singular in floating point
+    (a degenerate point whose Jacobian vanished). Shapes: (H, n, n), (H, n) -> (H, n)."""
+    try:
+        return np.linalg.solve(system, right[:, :, None])[:, :, 0]
+    except np.linalg.LinAlgError:
+        return (np.linalg.pinv(system) @ right[:, :, None])[:, :, 0]
+
+
+def relative_residual(residual: np.ndarray, norm: np.ndarray) -> np.ndarray:
+    """rho = ||(I - P) p_R|| / ||d_R|| per hypothesis (inf where d_R vanishes). Shapes: (H,)."""
     value = np.linalg.norm(residual, axis=1) / np.where(norm > SMALLEST_GRADIENT, norm, np.nan)
     return np.nan_to_num(value, nan=np.inf)
 
@@ -127,32 +206,50 @@ def _fit_roots(space, free, starts, *, eps_free: bool, iterations: int) -> RootF
     theta = starts.reshape(num_starts * len(free), starts.shape[-1]).copy()
     size = theta.shape[1]
     state = problems.evaluate(theta)
-    value = _relative(state[2], state[5])
+    value = relative_residual(state[2], state[5])
     damping = np.full(theta.shape[0], 1e-3)
     eye = np.eye(size)
+    active = np.arange(theta.shape[0])
+    current = problems
+    window: list[np.ndarray] = []
     for _ in range(iterations if size else 0):
-        probs, _masked, residual, _coefficients, fitted, norm = state
-        relative, jac = problems.jacobian(probs, residual, fitted, norm)
-        relative, jac = np.nan_to_num(relative), np.nan_to_num(jac)
-        normal = np.einsum("hcn,hcm->hnm", jac, jac)
+        window.append(value.copy())
+        if len(window) > STALL_WINDOW:
+            earlier = window.pop(0)
+            now = value[active]
+            moving = (now * STALL_GAIN < earlier[active]) | (now < PROMISING)
+            moving &= now >= CONVERGED
+            if not moving.all():
+                active = active[moving]
+                current = problems.take(active)
+        if active.size == 0:
+            break
+        probs, _masked, residual, _coefficients, fitted, norm = (part[active] for part in state)
+        normal, descent = current.normal_equations(probs, residual, fitted, norm)
+        close = np.flatnonzero(value[active] < PROMISING)
+        if close.size:
+            # Near a root J^T J = dp^T dp - A^T A cancels: the few promising hypotheses get the
+            # explicit Jacobian, so they converge to the data's precision.
+            relative, jac = current.take(close).jacobian(
+                probs[close], residual[close], fitted[close], norm[close]
+            )
+            relative, jac = np.nan_to_num(relative), np.nan_to_num(jac)
+            normal[close] = jac.transpose(0, 2, 1) @ jac
+            descent[close] = (relative[:, None, :] @ jac)[:, 0]
+        normal, descent = np.nan_to_num(normal), np.nan_to_num(descent)
         diagonal = np.einsum("hnn->hn", normal)
         floor = 1e-12 * diagonal.max(axis=1, keepdims=True) + 1e-300
-        system = normal + (damping[:, None] * (diagonal + floor))[:, :, None] * eye
-        step = -np.einsum(
-            "hnm,hm->hn", np.linalg.pinv(system), np.einsum("hcn,hc->hn", jac, relative)
-        )
-        trial = problems.evaluate(theta + step)
-        trial_value = _relative(trial[2], trial[5])
-        better = trial_value < value
-        theta = np.where(better[:, None], theta + step, theta)
-        state = tuple(
-            np.where(better[(slice(None),) + (None,) * (new.ndim - 1)], new, old)
-            for new, old in zip(trial, state, strict=True)
-        )
-        value = np.where(better, trial_value, value)
-        damping = np.where(better, damping / 3.0, damping * 4.0)
-        if np.all(value < 1e-13):
-            break
+        system = normal + (damping[active, None] * (diagonal + floor))[:, :, None] * eye
+        moved = theta[active] - _solve(system, descent)
+        trial = current.evaluate(moved)
+        trial_value = relative_residual(trial[2], trial[5])
+        better = trial_value < value[active]
+        improved = active[better]
+        theta[improved] = moved[better]
+        for part, new in zip(state, trial, strict=True):
+            part[improved] = new[better]
+        value[improved] = trial_value[better]
+        damping[active] = np.where(better, damping[active] / 3.0, damping[active] * 4.0)
     probs, _masked, _residual, coefficients, fitted, _norm = state
     gradient = coefficients[:, : problems.rank] @ space.left.T
     offset = coefficients[:, problems.rank] if eps_free else np.zeros(len(value))
