@@ -166,3 +166,13 @@ def test_reconstruct_cli_on_a_batch(tmp_path, capsys):
     for entry in record["variants"].values():
         assert sorted(entry["assignment"]) == [0, 1] and len(entry["per_sample"]) == 2
     assert (out / "grid.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_batch_reconstruction_case_refuses_single_input_variants():
+    from gradleak.experiments.suites.reconstruction import ReconstructionTrials
+
+    with pytest.raises(ValueError, match="analytic-fc"):
+        ReconstructionTrials(
+            model="fcn4", dataset="embedded-imagenet", num_classes=1000, label_family="mixup",
+            variants=("analytic-fc", "dlg"), batch_size=2,
+        )  # fmt: skip

@@ -77,6 +77,12 @@ class ReconstructionTrials:
             raise ValueError("samples and per_model must be >= 1")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        single = [name for name in self.variants if VARIANTS[name].budget == "exact"]
+        if self.batch_size > 1 and single:
+            raise ValueError(
+                f"variants {single} invert one input's gradient; batch_size > 1 takes "
+                "the gradient-matching variants only"
+            )
         if self.dlg_iterations < 1 or self.save_images < 0:
             raise ValueError("dlg_iterations must be >= 1 and save_images >= 0")
         self.settings(seed=0)  # iterations, restarts and the weights, named if out of range
