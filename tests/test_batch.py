@@ -153,3 +153,27 @@ def test_bad_arguments_name_themselves():
         gradleak.recover_batch_from_last_layer(
             *arrays, num_samples=2, method="ilrg", family="mixup"
         )
+
+
+def test_the_implicit_normal_equations_equal_the_explicit_jacobian():
+    """The LM's J^T J and J^T r, assembled without J, are those of `Hypotheses.jacobian`."""
+    from gradleak.recovery.batch.roots import Hypotheses
+    from gradleak.recovery.batch.subspace import subspace
+
+    rng = np.random.default_rng(0)
+    num_classes, width, batch = 30, 40, 4
+    weight = rng.standard_normal((num_classes, width))
+    gradient = rng.standard_normal((num_classes, batch)) @ rng.standard_normal((batch, width))
+    space = subspace(weight, gradient, batch, bias=False)
+    free = [(c,) for c in range(num_classes)] + [(0, 1), (2, 5)]
+    for eps_free in (False, True):
+        problem = Hypotheses(space, free, eps_free)
+        probs, _masked, residual, _coef, fitted, norm = problem.evaluate(
+            0.3 * rng.standard_normal((len(free), batch))
+        )
+        relative, jac = problem.jacobian(probs, residual, fitted, norm)
+        normal, descent = problem.normal_equations(probs, residual, fitted, norm)
+        expected = jac.transpose(0, 2, 1) @ jac
+        assert np.abs(normal - expected).max() <= 1e-12 * np.abs(expected).max()
+        toward = (relative[:, None, :] @ jac)[:, 0]
+        assert np.abs(descent - toward).max() <= 1e-12 * np.abs(toward).max()

@@ -13,7 +13,7 @@ import time
 
 import gradleak
 from gradleak.client import ClientSecret, GradientObservation
-from gradleak.metrics import match_labels
+from gradleak.metrics import match_labels, relative_feature_error
 from gradleak.recovery.batch import BatchEstimate
 
 
@@ -28,13 +28,11 @@ def _truth_columns(estimate: BatchEstimate, secret: ClientSecret) -> dict[int, d
     )
     matched = {}
     for row, col, error in zip(rows, cols, l1, strict=True):
-        real = features[col]
-        gap = estimate.features.numpy()[row] - real
         matched[int(row)] = {
             "true_sample": int(col),
             "true_class": int(truth[col].argmax()),
             "l1": float(error),
-            "feature_error": float((gap**2).sum() ** 0.5 / (real**2).sum() ** 0.5),
+            "feature_error": relative_feature_error(estimate.features[row], secret.features[col]),
         }
     return matched
 

@@ -146,6 +146,5 @@ def simulate(
         partners,
         **params,
     )
-    dtype = next(model.parameters()).dtype
-    observation, secret = gradleak.simulate_client_step(model, inputs.to(dtype), labels.to(dtype))
+    observation, secret = gradleak.simulate_client_step(model, inputs, labels)
     return observation, secret, images, model

@@ -41,7 +41,8 @@ def label_probabilities(labels: LabelInput) -> Tensor | None:
 def resolve_label(labels: LabelInput, *, need_feature: bool) -> tuple[Tensor | None, Tensor | None]:
     """The fixed soft labels (None: optimise them) and the recovered features (None if absent).
 
-    Shapes: returns ((B, C) or None, (B, m) or None); B = 1 for a single input.
+    Shapes: returns them as given ((C,) or (B, C), (m,) or (B, m)); `build_problem` makes
+    them one row per sample.
     """
     label = label_probabilities(labels)
     feature = labels.features if isinstance(labels, LabelEstimate | BatchEstimate) else None
@@ -50,12 +51,8 @@ def resolve_label(labels: LabelInput, *, need_feature: bool) -> tuple[Tensor | N
             "feature_weight > 0 needs labels=LabelEstimate with a recovered feature "
             "(gradleak.recover_label(...)); a plain label carries none"
         )
-    if feature is not None:
-        feature = feature.reshape(-1, feature.shape[-1])
-    if label is not None:
-        label = label.reshape(-1, label.shape[-1])
-        if not torch.isfinite(label).all():
-            raise ValueError("labels must be finite")
+    if label is not None and not torch.isfinite(label).all():
+        raise ValueError("labels must be finite")
     return label, feature
 
 

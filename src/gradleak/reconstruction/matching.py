@@ -116,7 +116,7 @@ def build_problem(
         classifier=classifier,
         input_shape=input_shape,
         label=None if label is None else label.detach().to(dtype),
-        feature=None if feature is None else feature.detach().to(dtype).reshape(batch, -1),
+        feature=None if feature is None else feature.detach().to(dtype),
         bounds=bounds,
     )
 

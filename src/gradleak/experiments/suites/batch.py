@@ -84,8 +84,7 @@ def run_trial(task: TrialTask) -> list[Record]:
     images, model = resources.client_setting(case, task.model_seed)
     rng = np.random.default_rng(task.seed)
     inputs, labels = draw_batch(case.label_family, images, case.num_classes, case.batch_size, rng)
-    dtype = next(model.parameters()).dtype
-    observation, secret = gradleak.simulate_client_step(model, inputs.to(dtype), labels.to(dtype))
+    observation, secret = gradleak.simulate_client_step(model, inputs, labels)
     truth = secret.soft_label.double().numpy()
     true_features = secret.features.double().numpy()
     records = []

@@ -153,8 +153,7 @@ def _client(case: ReconstructionTrials, images, model, task: TrialTask):
         estimate = gradleak.recover_label(observation, family=case.label_family, scale=case.scale)
         return observation, secret, estimate, label_l1(estimate.soft_label, secret.soft_label[0])
     batch = draw_batch(case.label_family, images, case.num_classes, case.batch_size, rng)
-    dtype = next(model.parameters()).dtype
-    observation, secret = gradleak.simulate_client_step(model, *(part.to(dtype) for part in batch))
+    observation, secret = gradleak.simulate_client_step(model, *batch)
     estimate = gradleak.recover_batch(
         observation, case.label_family, scale=case.scale, seed=task.seed
     )
