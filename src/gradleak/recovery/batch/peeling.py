@@ -5,8 +5,10 @@ atoms are linearly independent, x̂_b^T Ĝ^+ d_b = 1 / w_b exactly (Ĝ^+ = X̂^+
 Ĝ - w d x̂^T has rank r - 1 exactly when d x̂^T is one of its atoms (Wedderburn's rank
 reduction). So a root counts only when its weight is positive and subtracting its atom drops
 the rank to the gradient's precision: a spurious root, or a second copy of a sample already
-peeled, does not. The rest is a smaller problem with more equations per unknown; the last
-sample is a single-input problem.
+peeled, does not. Roots within EXACT_STAGE x the precision are peeled before looser ones
+(spurious local minima of the residual sit far above it), and a pass that peeled one ends, so
+the next works on a smaller rest. The rest is a smaller problem with more equations per
+unknown; the last sample is a single-input problem.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ ROOT_FACTOR = 30.0
 ATOM_FACTOR = 100.0
 #: Below this a float64 fit is exact (search and rounding slack).
 EXACT = 1e-11
+#: A root within this multiple of the gradient's precision is peeled before any looser one.
+EXACT_STAGE = 300.0
 #: Logit spreads (standard deviation over classes) of the random starts: flat to saturated.
 START_SPREADS = (0.5, 2.0, 6.0)
 #: A label entry may stray this far outside [0, 1] by rounding.
@@ -225,60 +229,80 @@ def peel(
             for row in np.flatnonzero(fit.residual <= screen)
         )
         found = 0
-        for _value, index, row in candidates:
-            free, eps_free, fit = groups[index]
-            label = fit.probs[row] - fit.gradient[row]
-            if label.min() < -LABEL_TOL or label.max() > 1 + LABEL_TOL:
-                continue
-            flat = False
-            # The root in the whole subspace: polished there (preferred) or only mapped there
-            # (when polishing slid to another sample of the same label); each judged alone.
-            if passes == 1:
-                options = [(fit.rows([row]), tolerance)]
-            else:
-                polished, mapped = _in_whole(whole, space, fit, row, free[row], eps_free)
-                options = [(polished, whole_tolerance), (mapped, tolerance)]
-            for root, limit in options:
-                atom = _atom(whole, core, root, limit)
-                if atom is None:
+        options_of: dict[tuple[int, int], list[tuple[RootFit, float]] | None] = {}
+        # Exact roots first: a rest with fewer samples is better conditioned, so a pass that
+        # peeled any root near the gradient's own precision ends there, and the loose
+        # tolerance (a weak atom's) applies only when no such root is left. (Spurious local
+        # minima of rho sit at 1e-4 to 1e-2; true roots at the precision, in a rest at the
+        # rounding of the atoms subtracted.)
+        for stage_limit in (max(EXACT, EXACT_STAGE * precision), np.inf):
+            for value, index, row in candidates:
+                if value > stage_limit or options_of.get((index, row), ()) is None:
+                    continue  # not exact, or already accepted or refused
+                free, eps_free, fit = groups[index]
+                label = fit.probs[row] - fit.gradient[row]
+                if label.min() < -LABEL_TOL or label.max() > 1 + LABEL_TOL:
                     continue
-                reduced, coordinates, inner, size = atom
-                if flat_check and eps_free:
-                    # The atom's own size sets how well its direction is known (the pass's
-                    # tolerance is the weakest atom's): x -> lam x stays hidden below that noise.
-                    noise = max(EXACT, ROOT_FACTOR * precision * scale / size)
-                    spread = float((whole.offset + whole.directions @ root.theta[0]).std())
-                    if spread < FLAT_FACTOR * noise / AMBIGUITY_L1:
-                        flat = True
+                # The root in the whole subspace: polished there, or only mapped there (when
+                # polishing slid towards another sample of the same label); the option whose
+                # atom drops the rank furthest wins.
+                if (index, row) not in options_of:
+                    if passes == 1:
+                        options_of[index, row] = [(fit.rows([row]), tolerance)]
+                    else:
+                        polished, mapped = _in_whole(whole, space, fit, row, free[row], eps_free)
+                        options_of[index, row] = [(polished, whole_tolerance), (mapped, tolerance)]
+                flat, best = False, None
+                for root, limit in options_of[index, row]:
+                    atom = _atom(whole, core, root, limit)
+                    if atom is None:
                         continue
-                left = singular_values(reduced)
-                # Each subtracted atom carries its error: the gradient's precision, or its
-                # root's residual times its size when larger; the errors add in quadrature.
-                error = max(
-                    ROOT_FACTOR * precision * scale, ATOM_FACTOR * float(root.residual[0]) * size
+                    reduced, coordinates, inner, size = atom
+                    if flat_check and eps_free:
+                        # The atom's own size sets how well its direction is known (the pass's
+                        # tolerance is the weakest atom's): x -> lam x stays hidden below that
+                        # noise.
+                        noise = max(EXACT, ROOT_FACTOR * precision * scale / size)
+                        spread = float((whole.offset + whole.directions @ root.theta[0]).std())
+                        if spread < FLAT_FACTOR * noise / AMBIGUITY_L1:
+                            flat = True
+                            continue
+                    left = float(singular_values(reduced)[rank - found - 1])
+                    # Each subtracted atom carries its error: the gradient's precision, or its
+                    # root's residual times its size when larger; the errors add in quadrature.
+                    error = max(
+                        ROOT_FACTOR * precision * scale,
+                        ATOM_FACTOR * float(root.residual[0]) * size,
+                    )
+                    # The rank dropped: an atom of the batch.
+                    if left <= np.sqrt(errors + error**2):
+                        best = (left, root, reduced, coordinates, inner, error)
+                        break
+                if best is None:
+                    # No option is an atom: a copy of a peeled sample, no atom at all, too flat.
+                    ambiguous += int(flat and stage_limit == np.inf)
+                    continue
+                _left, root, reduced, coordinates, inner, error = best
+                noise = max(float(fit.residual[row]), precision)
+                if _ambiguous(space, free, fit, row, eps_free, noise):
+                    ambiguous += 1
+                    options_of[index, row] = None
+                    continue
+                feature = whole.right @ coordinates
+                samples.append(
+                    Sample(
+                        soft_label=root.probs[0] - root.gradient[0],
+                        feature=feature[:-1] if bias else feature,
+                        weight=1.0 / inner,
+                        residual=float(root.residual[0]),
+                        free_classes=free[row],
+                    )
                 )
-                if left[rank - found - 1] <= np.sqrt(errors + error**2):
-                    break  # the rank dropped: an atom of the batch
-            else:
-                # No option is an atom: a copy of a peeled sample, no atom at all, or too flat.
-                ambiguous += int(flat)
-                continue
-            noise = max(float(fit.residual[row]), precision)
-            if _ambiguous(space, free, fit, row, eps_free, noise):
-                ambiguous += 1
-                continue
-            feature = whole.right @ coordinates
-            samples.append(
-                Sample(
-                    soft_label=root.probs[0] - root.gradient[0],
-                    feature=feature[:-1] if bias else feature,
-                    weight=1.0 / inner,
-                    residual=float(root.residual[0]),
-                    free_classes=free[row],
-                )
-            )
-            core, found, errors = reduced, found + 1, errors + error**2
-            if found == rank:
+                options_of[index, row] = None
+                core, found, errors = reduced, found + 1, errors + error**2
+                if found == rank:
+                    break
+            if found:
                 break
         if not found:
             break
