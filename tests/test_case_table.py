@@ -27,6 +27,10 @@ from gradleak.recovery import ATTACK_FAMILIES, METHODS, identifiability
 DEFENSE_PARAMS = {
     "gaussian-noise": {"noise_scale": 1e-3, "relative": True},
     "laplace-noise": {"noise_scale": 1e-3, "relative": True},
+    "clipping": {"max_grad_norm": 1e-4},
+    "dp-sgd": {"max_grad_norm": 1.0, "noise_multiplier": 1e-3},
+    "top-k": {"fraction": 0.1},
+    "quantization": {"dtype": "int8"},
 }
 #: A small budget for each attack (every registered attack must be here).
 ATTACK_PARAMS = {

@@ -86,4 +86,22 @@ def _compare_with_golden(name: str, summary: dict) -> None:
         GOLDEN.write_text(json.dumps(dict(sorted(golden.items())), indent=1) + "\n")
         return
     assert name in golden, f"no golden numbers for {name}: run with GRADLEAK_UPDATE_GOLDEN=1"
-    assert summary == golden[name]
+    expected = golden[name]
+    assert summary.keys() == expected.keys()
+    for row, counts in summary.items():
+        want = expected[row]
+        for key in counts.keys() | want.keys():
+            got, wanted = counts.get(key, 0), want.get(key, 0)
+            slack = BORDERLINE if key in BORDERLINE_KEYS else 0
+            assert abs(got - wanted) <= slack, f"{row}: {key} = {got}, golden {wanted}"
+
+
+#: Torch's float32 kernels (MKL, oneDNN) dispatch by CPU (AVX2 or AVX-512), so a client's
+#: gradient differs in its last bits from one machine to another, and a trial whose residual
+#: sits at the acceptance floor can move between recovered and refused (measured: two
+#: identifiability rows, one trial each, on two x86 CPUs with the same wheels). Those counts may
+#: move by BORDERLINE per row; trials and false accepts must match exactly.
+BORDERLINE = 1
+BORDERLINE_KEYS = frozenset(
+    {"recovered", "refused", "samples_correct", "not converged", "exact 8-bit"}
+)

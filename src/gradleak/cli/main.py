@@ -11,7 +11,7 @@ import argparse
 import logging
 import sys
 
-from gradleak.cli import bench, reconstruct, recover, report, run, train
+from gradleak.cli import audit, bench, reconstruct, recover, report, run, train
 from gradleak.version import __version__
 
 COMMANDS = {
@@ -21,6 +21,7 @@ COMMANDS = {
     "bench": (bench, "run a shipped benchmark config (the same as run NAME)"),
     "run": (run, "run an experiment config (a paper table or figure); resumable"),
     "report": (report, "tables and figures of a run folder, from its records"),
+    "audit": (audit, "audit real federated training (a Flower simulation) for what it leaks"),
 }
 
 

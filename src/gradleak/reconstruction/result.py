@@ -9,6 +9,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from gradleak.json_values import fields_dict
+
 
 @dataclass(frozen=True)
 class Reconstruction:
@@ -42,6 +44,10 @@ class Reconstruction:
             raise ValueError(f"iterations must be >= 0, got {self.iterations}")
         if not self.converged and not self.reason:
             raise ValueError("a Reconstruction with converged=False must say why in reason")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field as JSON-ready values (``inputs`` as nested lists)."""
+        return fields_dict(self)
 
 
 def refusal(shape: tuple[int, ...], attack: str, reason: str) -> Reconstruction:

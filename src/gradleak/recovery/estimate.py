@@ -9,6 +9,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from gradleak.json_values import fields_dict
+
 
 @dataclass(frozen=True)
 class LabelEstimate:
@@ -39,6 +41,10 @@ class LabelEstimate:
     @property
     def num_classes(self) -> int:
         return int(self.soft_label.shape[-1])
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field as JSON-ready values (tensors as lists, a refusal's NaN label as None)."""
+        return fields_dict(self)
 
     @classmethod
     def refusal(

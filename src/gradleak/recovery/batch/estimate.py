@@ -10,20 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-
-def _plain(value: Any) -> Any:
-    """JSON-ready: tensors and arrays become lists, NaN stays a float."""
-    if isinstance(value, Tensor):
-        return value.tolist()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Mapping):
-        return {str(key): _plain(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(item) for item in value]
-    return value
+from gradleak.json_values import fields_dict
 
 
 @dataclass(frozen=True)
@@ -64,10 +51,8 @@ class BatchEstimate:
         return 0 if self.soft_labels is None else int(self.soft_labels.shape[0])
 
     def to_dict(self) -> dict[str, Any]:
-        """Every field as JSON-ready values (tensors as nested lists)."""
-        return {name: _plain(getattr(self, name)) for name in self.__dataclass_fields__} | {
-            "num_recovered": self.num_recovered
-        }
+        """Every field as JSON-ready values (tensors as nested lists, NaN as None)."""
+        return fields_dict(self) | {"num_recovered": self.num_recovered}
 
 
 def as_tensor(rows: list[np.ndarray], width: int) -> Tensor:

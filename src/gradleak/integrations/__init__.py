@@ -1,0 +1,1 @@
+"""Audits of real federated-learning software: Flower strategies and mods (`flower`)."""
