@@ -192,6 +192,7 @@ class BatchSearch:
             family=family,
             bias=problem.has_bias,
             precision=problem.precision,
+            noise=problem.noise,
             flat_check=flat,
             seed=self.seed,
         )

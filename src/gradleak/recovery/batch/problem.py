@@ -19,8 +19,8 @@ class BatchProblem:
     """Shapes: ``weight``, ``weight_grad`` (C, m); ``bias``, ``bias_grad`` (C,) or None.
 
     ``input_eps`` is the machine epsilon of the coarser input dtype; ``singular`` the singular
-    values of Ĝ = [dL/dW, dL/db] (or dL/dW); ``precision`` = max(input_eps, sigma_(B+1) /
-    sigma_1), what the gradient's own digits allow.
+    values of Ĝ = [dL/dW, dL/db] (or dL/dW); ``noise`` = sigma_(B+1) / sigma_1, what the
+    gradient measurably carries; ``precision`` = max(input_eps, noise), what its digits allow.
     """
 
     weight: np.ndarray
@@ -52,9 +52,16 @@ class BatchProblem:
         )
 
     @property
-    def precision(self) -> float:
+    def noise(self) -> float:
+        """sigma_(B+1) / sigma_1: how far the gradient measurably is from rank B (0 when it has
+        no more singular values). Float32 rounding spread over C x m entries puts this near a
+        tenth of the dtype's epsilon; added noise raises it."""
         tail = self.singular[self.num_samples] if self.singular.size > self.num_samples else 0.0
-        return max(self.input_eps, float(tail / self.singular[0]))
+        return float(tail / self.singular[0])
+
+    @property
+    def precision(self) -> float:
+        return max(self.input_eps, self.noise)
 
 
 def _eps(*values) -> float:
