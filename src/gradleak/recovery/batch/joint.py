@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gradleak.recovery.batch.ambiguity import moves_label
 from gradleak.recovery.batch.roots import Hypotheses, fit_roots, relative_residual
 from gradleak.recovery.batch.sample import EXACT, LABEL_TOL, Sample
 from gradleak.recovery.batch.subspace import Subspace
@@ -194,10 +195,31 @@ JOINT_TRIES = 3
 JOINT_FACTOR = 30.0
 
 
+def ambiguous(whole: Subspace, core: np.ndarray, fit: JointFit, noise: float) -> bool:
+    """Whether some label of the joint fit moves along the flattest direction of the stacked
+    residual before it leaves the band around its noise (`ambiguity.moves_label`, all atoms at
+    once: a weak atom is pinned by the core as much as by its own root condition)."""
+    joint = _Joint(whole, core, list(fit.atoms))
+    unknowns = np.concatenate(
+        [np.concatenate([atom.theta for atom in fit.atoms]), [atom.weight for atom in fit.atoms]]
+    )
+    parts = joint.parts(unknowns, jacobian=True)
+    floor = float(np.linalg.norm(joint.residual(unknowns, parts)))
+
+    def evaluate(point: np.ndarray) -> tuple[float, np.ndarray]:
+        moved = joint.parts(point, jacobian=False)
+        labels = np.stack([part["label"] for part in moved])
+        return float(np.linalg.norm(joint.residual(point, moved))), labels
+
+    with np.errstate(all="ignore"):
+        return moves_label(unknowns, joint.jacobian(unknowns, parts), evaluate, max(floor, noise))
+
+
 def last_roots(whole: Subspace, space: Subspace, groups, rest: np.ndarray, samples) -> list[Atom]:
     """The stalled peel's candidates for its missing samples, as Atoms in the whole subspace:
     its last pass's JOINT_TRIES lowest-residual roots (whatever their residual: the rest
-    carries the peeled atoms' errors) and its roots of the labels already peeled, each with
+    carries the peeled atoms' errors) and its JOINT_TRIES best roots of the labels already
+    peeled (a second sample of one label), each with
     its weight fitted to the ``rest`` by least squares."""
     ranked = sorted(
         (float(fit.residual[row]), index, int(row))
@@ -206,6 +228,7 @@ def last_roots(whole: Subspace, space: Subspace, groups, rest: np.ndarray, sampl
     )
     peeled = {sample.free_classes for sample in samples}
     twins = [entry for entry in ranked[JOINT_TRIES:] if groups[entry[1]][0][entry[2]] in peeled]
+    twins = twins[:JOINT_TRIES]
     atoms = []
     for _value, index, row in ranked[:JOINT_TRIES] + twins:
         free, eps_free, fit = groups[index]
@@ -247,4 +270,4 @@ def as_samples(fit: JointFit, whole: Subspace, bias: bool):
         )
 
 
-__all__ = ["Atom", "JointFit", "as_samples", "explains", "last_roots", "refine"]
+__all__ = ["Atom", "JointFit", "ambiguous", "as_samples", "explains", "last_roots", "refine"]

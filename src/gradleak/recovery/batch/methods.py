@@ -21,6 +21,7 @@ from gradleak.recovery.batch.label_mass import (
 )
 from gradleak.recovery.batch.peeling import ROOT_FACTOR, Peeled, peel
 from gradleak.recovery.batch.problem import BatchProblem
+from gradleak.recovery.batch.sample import EXACT
 from gradleak.recovery.identifiability import batch_bound, batch_identifiability
 from gradleak.recovery.llg import llg_targets
 from gradleak.registry import Registry
@@ -177,12 +178,17 @@ class BatchSearch:
                 f"{singular[batch]:.1e}): not one step on {batch} samples (noise, several local "
                 "steps, or a larger batch)"
             ), NOTHING_PEELED
-        if singular[batch - 1] <= ROOT_FACTOR * problem.precision:
+        if singular[batch - 1] <= ROOT_FACTOR * max(problem.noise, EXACT):
             return (
                 f"the gradient has rank below num_samples={batch} (sigma_{batch} / sigma_1 = "
-                f"{singular[batch - 1]:.1e}): some samples' gradients vanish at this precision "
-                "(saturated, or repeated inputs)"
+                f"{singular[batch - 1]:.1e}, within {ROOT_FACTOR:g}x its measured noise "
+                f"{problem.noise:.1e}): some samples' gradients vanish (saturated, or repeated "
+                "inputs)"
             ), NOTHING_PEELED
+        # A weak batch (its weakest atom within ROOT_FACTOR x the dtype's precision, above its
+        # measured noise): the peel's tolerances cannot tell that atom from a wrong one, so
+        # what it peels must also stand as a joint fit to the measured noise.
+        verify = bool(singular[batch - 1] <= ROOT_FACTOR * problem.precision)
         weight, gradient = problem.augmented
         flat = problem.scale == "unknown" and not problem.has_bias and family != "hard"
         peeled = peel(
@@ -194,8 +200,11 @@ class BatchSearch:
             precision=problem.precision,
             noise=problem.noise,
             flat_check=flat,
+            verify=verify,
             seed=self.seed,
         )
+        if peeled.refused:
+            return peeled.refused, peeled
         found = len(peeled.samples)
         if found < batch:
             more = (

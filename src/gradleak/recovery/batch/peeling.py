@@ -16,10 +16,12 @@ B atoms at once and must explain the gradient to its measured noise.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from gradleak.recovery.batch.candidates import POLISH_SCREEN, hypotheses, in_whole, starts, unpinned
 from gradleak.recovery.batch.joint import (
     JOINT_MISSING,
     Atom,
@@ -29,9 +31,14 @@ from gradleak.recovery.batch.joint import (
     last_roots,
     refine,
 )
-from gradleak.recovery.batch.roots import Hypotheses, RootFit, fit_roots, relative_residual
+from gradleak.recovery.batch.joint import (
+    ambiguous as joint_ambiguous,
+)
+from gradleak.recovery.batch.roots import RootFit, fit_roots
 from gradleak.recovery.batch.sample import EXACT, LABEL_TOL, Sample
-from gradleak.recovery.batch.subspace import Subspace, singular_values, subspace
+from gradleak.recovery.batch.subspace import Subspace, rest_subspace, singular_values, subspace
+
+logger = logging.getLogger(__name__)
 
 #: Accept residuals and rank drops up to this multiple of the gradient's precision.
 ROOT_FACTOR = 30.0
@@ -41,121 +48,27 @@ ROOT_FACTOR = 30.0
 ATOM_FACTOR = 100.0
 #: A root within this multiple of the gradient's precision is peeled before any looser one.
 EXACT_STAGE = 300.0
-#: Logit spreads (standard deviation over classes) of the random starts: flat to saturated.
-START_SPREADS = (0.5, 2.0, 6.0)
 #: At an unknown scale without a bias a root is pinned (the flat-softmax check) only when its
 #: label could not move by more than this (l1) within the residual tolerance.
 AMBIGUITY_L1 = 1e-3
-#: A root whose label moves by more than this (l1) where the residual is still within
-#: AMBIGUITY_FACTOR x its noise is not pinned by the gradient (a saturated softmax, or two
-#: samples of one label in a nearly linear one): refused as ambiguous. At the noise itself the
-#: label then moves by about PROBE_L1 / AMBIGUITY_FACTOR = 3e-4, 30x below the 1e-2 at which
-#: the benchmarks call a label recovered.
-PROBE_L1 = 3e-3
 #: At an unknown scale without a bias, x -> lam x moves a label of a family with eps along
 #: (1 - lam) U + lam y, which only the softmax's curvature tells apart: its relative size is
 #: about the logit spread times the label change, so a root is pinned to AMBIGUITY_L1 only when
 #: the spread exceeds FLAT_FACTOR * tolerance / AMBIGUITY_L1.
 FLAT_FACTOR = 10.0
-#: How far above the root's own residual (its noise) the flatness probe looks.
-AMBIGUITY_FACTOR = 10.0
-#: Slack on that band for the residual evaluated at the probe point, and the step halvings.
-AMBIGUITY_BAND = 1.5
-AMBIGUITY_HALVINGS = 40
 
 
 @dataclass(frozen=True)
 class Peeled:
     """What peeling found: the samples, the relative norm of what they leave unexplained, the
-    roots refused as ambiguous and the passes run."""
+    roots refused as ambiguous, the passes run, and why a complete peel was refused (a weak
+    batch whose atoms do not stand as a joint fit), if it was."""
 
     samples: tuple[Sample, ...]
     remainder: float
     ambiguous: int
     passes: int
-
-
-def hypotheses(
-    space: Subspace, family: str, num_classes: int
-) -> list[tuple[list[tuple[int, ...]], bool]]:
-    """Groups of hypotheses (the free classes of each, and whether eps is free): hard one class
-    each (eps = 0); smoothing one class each with the batch's eps; batch mixup every class alone
-    (a sample mixed with its own class) and every pair among the 2r + 2 classes whose unit
-    vectors lie most in span(U) (a mixed class's e_t carries a large share of some d_b), with
-    eps = 0 as batch mixup mixes one-hot labels; auto the smoothing singles and the mixup pairs."""
-    singles = [(target,) for target in range(num_classes)]
-    if family == "hard":
-        return [(singles, False)]
-    if family == "smoothing":
-        return [(singles, True)]
-    share = np.linalg.norm(space.left, axis=1)
-    candidates = np.argsort(-share, kind="stable")[: min(num_classes, 2 * space.rank + 2)]
-    pairs = [(int(a), int(b)) for i, a in enumerate(candidates) for b in candidates[i + 1 :]]
-    return [(singles, family == "auto"), (pairs, False)]
-
-
-def _starts(space: Subspace, count: int, rng: np.random.Generator, bias: bool) -> np.ndarray:
-    """(S, H, n) starting points: theta = 0 with a bias (x at a0), and random directions
-    scaled to each of START_SPREADS."""
-    size = space.directions.shape[1]
-    starts = [np.zeros((count, size))] if bias else []
-    for spread in START_SPREADS:
-        theta = rng.standard_normal((count, size))
-        logits = theta @ space.directions.T
-        theta *= spread / np.maximum(logits.std(axis=1, keepdims=True), 1e-300)
-        starts.append(theta)
-    return np.stack(starts)
-
-
-def _ambiguous(space, free, fit: RootFit, row: int, eps_free: bool, noise: float) -> bool:
-    """Whether the label moves by more than PROBE_L1 along the flattest direction of the
-    residual at a point whose residual is still within AMBIGUITY_FACTOR x ``noise`` (the root is
-    not pinned: a flat softmax at an unknown scale, or two samples of one label in a nearly
-    linear one). The step comes from the Jacobian's smallest singular value and is halved until
-    the residual actually evaluated there is inside that band: curvature the linear model does
-    not see can pin a root."""
-    problem = Hypotheses(space, [free[row]], eps_free)
-    theta = fit.theta[row : row + 1]
-    probs, _masked, residual, _coef, fitted, norm = problem.evaluate(theta)
-    _relative, jac = problem.jacobian(probs, residual, fitted, norm)
-    _u, singular, right_t = np.linalg.svd(np.nan_to_num(jac[0]), full_matrices=False)
-    if singular.size == 0:
-        return False
-    smallest = float(singular[-1])
-    step = AMBIGUITY_FACTOR * noise / smallest if smallest > 0 else np.inf
-    if not np.isfinite(step):
-        return True
-    label = fit.probs[row] - fit.gradient[row]
-    band = AMBIGUITY_BAND * AMBIGUITY_FACTOR * noise
-    for _ in range(AMBIGUITY_HALVINGS):
-        moved_probs, _m, moved_residual, coefficients, _f, moved_norm = problem.evaluate(
-            theta + step * right_t[-1]
-        )
-        shifted = moved_probs[0] - coefficients[0, : space.rank] @ space.left.T
-        if float(np.abs(shifted - label).sum()) <= PROBE_L1:
-            return False  # even the largest step inside the band keeps the label
-        if float(relative_residual(moved_residual, moved_norm)[0]) <= band:
-            return True
-        step /= 2.0
-    return False
-
-
-#: Levenberg-Marquardt iterations that polish a root in the whole batch's subspace, and the
-#: residual below which a rest's root is worth polishing.
-POLISH_ITERATIONS = 40
-POLISH_SCREEN = 1e-2
-
-
-def _in_whole(
-    whole: Subspace, space: Subspace, fit: RootFit, row: int, free: tuple[int, ...], eps_free: bool
-) -> tuple[RootFit, RootFit]:
-    """The root ``row`` of a rest's ``space`` in the whole batch's subspace: polished there as a
-    root of the whole batch, and only mapped there (evaluated, not moved)."""
-    feature = space.feature(fit.theta[row])
-    theta = ((whole.right.T @ feature - whole.base) @ whole.null)[None, None, :]
-    polished = fit_roots(whole, [free], theta, eps_free=eps_free, iterations=POLISH_ITERATIONS)
-    mapped = fit_roots(whole, [free], theta, eps_free=eps_free, iterations=0)
-    return polished, mapped
+    refused: str = ""
 
 
 def _atom(whole: Subspace, core: np.ndarray, root: RootFit, limit: float):
@@ -185,90 +98,130 @@ def _too_flat(whole: Subspace, root: RootFit, resolution: float) -> bool:
 
 
 def _joined(
-    fit: JointFit, whole: Subspace, added: int, *, noise: float, flat_check: bool, precision: float
-) -> bool:
-    """Whether a joint fit stands: it explains the gradient (`joint.explains`) and each of its
-    last ``added`` atoms (those the peel did not vouch for) passes the peel's own checks: not
-    too flat (`_too_flat`, when ``flat_check``) and not ambiguous (`_ambiguous`)."""
-    if not explains(fit, noise):
-        return False
-    for atom, rho, size in zip(
-        fit.atoms[-added:], fit.residuals[-added:], fit.sizes[-added:], strict=True
-    ):
-        root = fit_roots(
-            whole, [atom.free], atom.theta[None, None], eps_free=atom.eps_free, iterations=0
-        )
-        if flat_check and atom.eps_free and _too_flat(whole, root, size / precision):
-            return False
-        if _ambiguous(whole, [atom.free], root, 0, atom.eps_free, max(float(rho), noise)):
-            return False
-    return True
-
-
-def peel(
-    weight: np.ndarray,
-    gradient: np.ndarray,
-    num_samples: int,
+    fit: JointFit,
+    whole: Subspace,
+    core: np.ndarray,
+    added: int,
     *,
-    family: str,
-    bias: bool,
-    precision: float,
     noise: float,
     flat_check: bool,
-    seed: int = 0,
-) -> Peeled:
-    """Recover up to ``num_samples`` samples from Ĝ (``gradient``) given [W, b] (``weight``).
+    precision: float,
+) -> bool:
+    """Whether a joint fit stands: it explains the gradient (`joint.explains`), its last
+    ``added`` atoms (those the peel did not vouch for) are not too flat (`_too_flat`, when
+    ``flat_check``), and no label moves along its flattest direction (`joint.ambiguous`)."""
+    if not explains(fit, noise):
+        return False
+    if flat_check:
+        first = len(fit.atoms) - added
+        for atom, size in zip(fit.atoms[first:], fit.sizes[first:], strict=True):
+            root = fit_roots(
+                whole, [atom.free], atom.theta[None, None], eps_free=atom.eps_free, iterations=0
+            )
+            if atom.eps_free and _too_flat(whole, root, size / precision):
+                return False
+    return not joint_ambiguous(whole, core, fit, noise)
 
-    ``precision`` bounds the gradient's digits (its dtype's, or more: the peel's tolerances);
-    ``noise`` is what it measurably carries (its relative distance from rank B, often 10x
-    below the dtype's epsilon): the ambiguity probe's band and the joint fit's bar.
 
-    ``flat_check`` refuses roots whose softmax is too flat to pin the label (FLAT_FACTOR):
-    needed at an unknown scale, without a bias, for the families with eps.
+@dataclass
+class _Progress:
+    """A peel under way: the core its samples leave (``rest``), its rank, the samples with their
+    atoms (on the whole core) and errors, the roots refused as ambiguous, the passes run and
+    the last pass's space and fits."""
 
-    Shapes: ``weight``, ``gradient`` (C, m [+ 1]).
-    """
-    rng = np.random.default_rng(seed)
-    num_classes = weight.shape[0]
-    scale = float(singular_values(gradient)[0])
-    # Every atom lies in span(U0) x span(V̂0) of the whole batch: peeling runs on the B x B core
-    # U0^T Ĝ V̂0, so the part of Ĝ outside the subspaces (its precision) never accumulates, and
-    # each root found in a smaller rest is polished in the whole batch's subspace, where it is
-    # an exact root too, before its atom is subtracted.
-    whole = subspace(weight, gradient, num_samples, bias=bias)
-    core = whole.left.T @ gradient @ whole.right
-    whole_core = core
-    first_tolerance = max(EXACT, ROOT_FACTOR * precision * scale / float(whole.singular[-1]))
-    rank = num_samples
-    samples: list[Sample] = []
-    ambiguous, passes, errors = 0, 0, 0.0
-    while rank > 0 and passes < 2 * num_samples:
-        passes += 1
+    rest: np.ndarray
+    rank: int
+    samples: list[Sample] = field(default_factory=list)
+    atoms: list[np.ndarray] = field(default_factory=list)
+    errors: list[float] = field(default_factory=list)
+    ambiguous: int = 0
+    passes: int = 0
+    space: Subspace | None = None
+    groups: list = field(default_factory=list)
+
+
+class _Peeler:
+    """The passes of a peel on one batch (module docstring): its subspaces, tolerances and
+    settings; `run` peels a rest until it is explained or no root is left."""
+
+    def __init__(
+        self, weight, gradient, num_samples, *, family, bias, precision, noise, flat_check, seed
+    ):
+        self.weight, self.family, self.bias = weight, family, bias
+        self.precision, self.noise, self.flat_check = precision, noise, flat_check
+        self.rng = np.random.default_rng(seed)
+
+        # Every atom lies in span(U0) x span(V̂0) of the whole batch: peeling runs on the B x B
+        # core U0^T Ĝ V̂0, so the part of Ĝ outside the subspaces (its precision) never
+        # accumulates, and each root found in a smaller rest is polished in the whole batch's
+        # subspace, where it is an exact root too, before its atom is subtracted.
+        self.whole = subspace(weight, gradient, num_samples, bias=bias)
+        self.scale = float(self.whole.singular[0])
+        self.core = self.whole.left.T @ gradient @ self.whole.right
+        self.first_tolerance = self.tolerance(self.whole)
+        self.max_passes = 2 * num_samples
+        self.joint_fits = 0
+
+    def tolerance(self, space: Subspace) -> float:
+        """A weak atom's direction in U is known only to precision * sigma_1 / sigma_r."""
+        return max(EXACT, ROOT_FACTOR * self.precision * self.scale / float(space.singular[-1]))
+
+    def run(self, progress: _Progress) -> _Progress:
+        """Passes until the rest is explained, no root is left, or the passes run out."""
+        while progress.rank > 0 and progress.passes < self.max_passes:
+            progress.passes += 1
+            found = self._pass(progress)
+            if not found:
+                break
+            progress.rank -= found
+        return progress
+
+    def _pass(self, progress: _Progress) -> int:
+        """One pass: fit every hypothesis in the rest's subspace, peel what drops the rank."""
+        whole, precision, scale = self.whole, self.precision, self.scale
         space = (
             whole
-            if passes == 1
-            else subspace(weight, whole.left @ core @ whole.right.T, rank, bias=bias)
+            if progress.rest is self.core
+            else rest_subspace(self.weight, whole, progress.rest, progress.rank)
         )
-        # A weak atom's direction in U is known only to precision * sigma_1 / sigma_r.
-        tolerance = max(EXACT, ROOT_FACTOR * precision * scale / float(space.singular[-1]))
+        tolerance = self.tolerance(space)
         # A rest's roots carry the rounding of the atoms already subtracted (the last sample
         # of a biased batch has no freedom left to absorb it): screen them loosely, polish
         # them in the whole subspace, and judge the polished root there.
-        screen = tolerance if passes == 1 else max(tolerance, POLISH_SCREEN)
-        whole_tolerance = max(tolerance, first_tolerance)
+        first = space is whole
+        screen = tolerance if first else max(tolerance, POLISH_SCREEN)
+        whole_tolerance = max(tolerance, self.first_tolerance)
         groups = [
             (
                 free,
                 eps_free,
-                fit_roots(space, free, _starts(space, len(free), rng, bias), eps_free=eps_free),
+                fit_roots(
+                    space, free, starts(space, len(free), self.rng, self.bias), eps_free=eps_free
+                ),
             )
-            for free, eps_free in hypotheses(space, family, num_classes)
+            for free, eps_free in hypotheses(space, self.family, self.weight.shape[0])
         ]
+        progress.space, progress.groups = space, groups
         candidates = sorted(
             (float(fit.residual[row]), index, int(row))
             for index, (_free, _eps, fit) in enumerate(groups)
             for row in np.flatnonzero(fit.residual <= screen)
         )
+        if logger.isEnabledFor(logging.DEBUG):
+            best = sorted(
+                (float(fit.residual[row]), free[row])
+                for free, _eps, fit in groups
+                for row in range(len(free))
+            )
+            logger.debug(
+                "pass %d, rank %d (sigma %s), tolerance %.1e: %d candidates; best fits %s",
+                progress.passes,
+                progress.rank,
+                np.array2string(space.singular / scale, precision=2),
+                tolerance,
+                len(candidates),
+                [(f"{value:.1e}", classes) for value, classes in best[:6]],
+            )
         found = 0
         options_of: dict[tuple[int, int], list[tuple[RootFit, float]] | None] = {}
         # Exact roots first: a rest with fewer samples is better conditioned, so a pass that
@@ -288,25 +241,26 @@ def peel(
                 # polishing slid towards another sample of the same label); the option whose
                 # atom drops the rank furthest wins.
                 if (index, row) not in options_of:
-                    if passes == 1:
+                    if first:
                         options_of[index, row] = [(fit.rows([row]), tolerance)]
                     else:
-                        polished, mapped = _in_whole(whole, space, fit, row, free[row], eps_free)
+                        polished, mapped = in_whole(whole, space, fit, row, free[row], eps_free)
                         options_of[index, row] = [(polished, whole_tolerance), (mapped, tolerance)]
                 flat, best = False, None
+                errors = float(np.sum(np.square(progress.errors)))
                 for root, limit in options_of[index, row]:
-                    atom = _atom(whole, core, root, limit)
+                    atom = _atom(whole, progress.rest, root, limit)
                     if atom is None:
                         continue
                     reduced, coordinates, inner, size = atom
                     if (
-                        flat_check
+                        self.flat_check
                         and eps_free
                         and _too_flat(whole, root, size / (precision * scale))
                     ):
                         flat = True
                         continue
-                    left = float(singular_values(reduced)[rank - found - 1])
+                    left = float(singular_values(reduced)[progress.rank - found - 1])
                     # Each subtracted atom carries its error: the gradient's precision, or its
                     # root's residual times its size when larger; the errors add in quadrature.
                     error = max(
@@ -315,24 +269,24 @@ def peel(
                     )
                     # The rank dropped: an atom of the batch.
                     if left <= np.sqrt(errors + error**2):
-                        best = (left, root, reduced, coordinates, inner, error)
+                        best = (root, reduced, coordinates, inner, error)
                         break
                 if best is None:
                     # No option is an atom: a copy of a peeled sample, no atom at all, too flat.
-                    ambiguous += int(flat and stage_limit == np.inf)
+                    progress.ambiguous += int(flat and stage_limit == np.inf)
                     continue
-                _left, root, reduced, coordinates, inner, error = best
-                if _ambiguous(
-                    space, free, fit, row, eps_free, max(float(fit.residual[row]), noise)
+                root, reduced, coordinates, inner, error = best
+                if unpinned(
+                    space, free, fit, row, eps_free, max(float(fit.residual[row]), self.noise)
                 ):
-                    ambiguous += 1
+                    progress.ambiguous += 1
                     options_of[index, row] = None
                     continue
                 feature = whole.right @ coordinates
-                samples.append(
+                progress.samples.append(
                     Sample(
                         soft_label=root.probs[0] - root.gradient[0],
-                        feature=feature[:-1] if bias else feature,
+                        feature=feature[:-1] if self.bias else feature,
                         weight=1.0 / inner,
                         residual=float(root.residual[0]),
                         free_classes=free[row],
@@ -340,28 +294,161 @@ def peel(
                         eps_free=eps_free,
                     )
                 )
+                progress.atoms.append(progress.rest - reduced)
+                progress.errors.append(error)
                 options_of[index, row] = None
-                core, found, errors = reduced, found + 1, errors + error**2
-                if found == rank:
-                    break
+                progress.rest, found = reduced, found + 1
+                if found == progress.rank:
+                    return found
             if found:
-                break
-        if not found:
-            break
-        rank -= found
-    missing = num_samples - len(samples)
-    if 0 < missing <= JOINT_MISSING:
+                return found
+        return found
+
+    def joint(self, samples: list[Sample], added: list[Atom]) -> JointFit | None:
+        """The joint fit of ``samples`` and the ``added`` atoms, when it stands (`_joined`);
+        None too once JOINT_BUDGET fits were tried."""
+        if self.joint_fits >= JOINT_BUDGET:
+            return None
+        self.joint_fits += 1
         atoms = [Atom(s.free_classes, s.eps_free, s.theta, s.weight) for s in samples]
-        for chosen in itertools.combinations(
-            last_roots(whole, space, groups, core, samples), missing
-        ):
-            fit = refine(whole, whole_core, atoms + list(chosen))
-            if _joined(
-                fit, whole, missing, noise=noise, flat_check=flat_check, precision=precision
-            ):
-                joined = tuple(as_samples(fit, whole, bias))
-                return Peeled(joined, _remainder(gradient, whole, fit.rest), ambiguous, passes)
-    return Peeled(tuple(samples), _remainder(gradient, whole, core), ambiguous, passes)
+        fit = refine(self.whole, self.core, atoms + added)
+        logger.debug(
+            "joint fit with %s: misfit %.1e (noise %.1e), largest rho %.1e, weights %s",
+            [atom.free for atom in added],
+            fit.misfit,
+            self.noise,
+            fit.residuals.max(),
+            np.round([atom.weight for atom in fit.atoms], 5).tolist(),
+        )
+        standing = _joined(
+            fit,
+            self.whole,
+            self.core,
+            len(added),
+            noise=self.noise,
+            flat_check=self.flat_check,
+            precision=self.precision,
+        )
+        return fit if standing else None
+
+
+#: Most joint fits a stalled peel tries (each is a Levenberg-Marquardt on all B atoms).
+JOINT_BUDGET = 40
+#: A stalled peel re-peels, in turn, the rest with each of this many of its atoms put back: the
+#: atoms that overlap the rest most first (two samples of one label peeled as one blended atom
+#: leave a rest along that atom).
+BACKTRACK_TRIES = 4
+
+
+def _with_last_roots(peeler: _Peeler, fixed: list[Sample], progress: _Progress) -> JointFit | None:
+    """The joint fit of the ``fixed`` samples and, for the ``progress.rank`` samples still
+    missing, each combination of its last pass's best roots (`joint.last_roots`)."""
+    if progress.space is None or progress.rank == 0:
+        return peeler.joint(fixed, []) if progress.rank == 0 else None
+    tries = last_roots(peeler.whole, progress.space, progress.groups, progress.rest, fixed)
+    for chosen in itertools.combinations(tries, progress.rank):
+        fit = peeler.joint(fixed, list(chosen))
+        if fit is not None:
+            return fit
+    return None
+
+
+def _complete(peeler: _Peeler, progress: _Progress) -> JointFit | None:
+    """A peel that stalled JOINT_MISSING samples short or less, completed by the joint fit:
+    first with the last pass's best roots for the missing samples, then by putting back one
+    peeled atom (the most overlapping first), peeling that rest anew and completing it so."""
+    samples = progress.samples
+    fit = _with_last_roots(peeler, samples, progress)
+    if fit is not None:
+        return fit
+    rest = progress.rest
+    overlap = [
+        abs(float(np.sum(atom * rest)))
+        / max(float(np.linalg.norm(atom) * np.linalg.norm(rest)), 1e-300)
+        for atom in progress.atoms
+    ]
+    for put_back in np.argsort(overlap)[::-1][:BACKTRACK_TRIES]:
+        kept = [samples[index] for index in range(len(samples)) if index != put_back]
+        again = peeler.run(
+            _Progress(
+                rest=rest + progress.atoms[put_back],
+                rank=progress.rank + 1,
+                errors=[error for index, error in enumerate(progress.errors) if index != put_back],
+            )
+        )
+        fit = _with_last_roots(peeler, kept + again.samples, again)
+        if fit is not None:
+            return fit
+    return None
+
+
+def peel(
+    weight: np.ndarray,
+    gradient: np.ndarray,
+    num_samples: int,
+    *,
+    family: str,
+    bias: bool,
+    precision: float,
+    noise: float,
+    flat_check: bool,
+    verify: bool = False,
+    seed: int = 0,
+) -> Peeled:
+    """Recover up to ``num_samples`` samples from Ĝ (``gradient``) given [W, b] (``weight``).
+
+    ``precision`` bounds the gradient's digits (its dtype's, or more: the peel's tolerances);
+    ``noise`` is what it measurably carries (its relative distance from rank B, often 10x
+    below the dtype's epsilon): the ambiguity probe's band and the joint fit's bar.
+
+    ``flat_check`` refuses roots whose softmax is too flat to pin the label (FLAT_FACTOR):
+    needed at an unknown scale, without a bias, for the families with eps. ``verify`` (a weak
+    batch) makes a complete peel stand as a joint fit (`joint.explains`) too.
+
+    Shapes: ``weight``, ``gradient`` (C, m [+ 1]).
+    """
+    peeler = _Peeler(
+        weight,
+        gradient,
+        num_samples,
+        family=family,
+        bias=bias,
+        precision=precision,
+        noise=noise,
+        flat_check=flat_check,
+        seed=seed,
+    )
+    progress = peeler.run(_Progress(rest=peeler.core, rank=num_samples))
+    fit = None
+    if 0 < progress.rank <= JOINT_MISSING and progress.space is not None:
+        fit = _complete(peeler, progress)
+    elif progress.rank == 0 and verify:
+        fit = peeler.joint(progress.samples, [])
+        if fit is None:
+            return Peeled(
+                tuple(progress.samples),
+                _remainder(gradient, peeler.whole, progress.rest),
+                progress.ambiguous,
+                progress.passes,
+                refused=(
+                    f"a weak batch (sigma_{num_samples} / sigma_1 within {ROOT_FACTOR:g}x the "
+                    "precision): its peeled atoms do not explain the gradient to its measured "
+                    f"noise {noise:.1e} as a joint fit"
+                ),
+            )
+    if fit is not None:
+        return Peeled(
+            tuple(as_samples(fit, peeler.whole, bias)),
+            _remainder(gradient, peeler.whole, fit.rest),
+            progress.ambiguous,
+            progress.passes,
+        )
+    return Peeled(
+        tuple(progress.samples),
+        _remainder(gradient, peeler.whole, progress.rest),
+        progress.ambiguous,
+        progress.passes,
+    )
 
 
 def _remainder(gradient: np.ndarray, whole: Subspace, rest: np.ndarray) -> float:

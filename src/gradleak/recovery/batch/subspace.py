@@ -60,7 +60,26 @@ def subspace(weight: np.ndarray, gradient: np.ndarray, rank: int, *, bias: bool)
     (the bias gradient as its last column) or G, with the same columns. Shapes: (C, m [+ 1]).
     """
     left, singular, right_t = np.linalg.svd(gradient, full_matrices=False)
-    left, singular, right = left[:, :rank], singular[:rank], right_t[:rank].T
+    return _with_logits(weight, left[:, :rank], singular[:rank], right_t[:rank].T, bias=bias)
+
+
+def rest_subspace(weight: np.ndarray, whole: Subspace, rest: np.ndarray, rank: int) -> Subspace:
+    """The rank-``rank`` subspaces of U0 R V̂0^T, a rest ``rest`` (r, r) of the ``whole`` batch's
+    core: from the SVD of the small core (U0 and V̂0 have orthonormal columns), not of the
+    (C, m) matrix. ``weight`` as in `subspace`."""
+    left, singular, right_t = np.linalg.svd(rest)
+    bias = whole.null.shape[1] < whole.rank
+    return _with_logits(
+        weight,
+        whole.left @ left[:, :rank],
+        singular[:rank],
+        whole.right @ right_t[:rank].T,
+        bias=bias,
+    )
+
+
+def _with_logits(weight, left, singular, right, *, bias: bool) -> Subspace:
+    rank = singular.shape[0]
     logit_map = weight @ right  # z = logit_map @ a
     if bias:
         last = right[-1]
