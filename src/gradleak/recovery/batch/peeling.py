@@ -24,6 +24,7 @@ import numpy as np
 from gradleak.recovery.batch.candidates import POLISH_SCREEN, hypotheses, in_whole, starts, unpinned
 from gradleak.recovery.batch.joint import (
     JOINT_MISSING,
+    JOINT_TRIES,
     Atom,
     JointFit,
     as_samples,
@@ -333,7 +334,7 @@ class _Peeler:
 
 
 #: Most joint fits a stalled peel tries (each is a Levenberg-Marquardt on all B atoms).
-JOINT_BUDGET = 40
+JOINT_BUDGET = 24
 #: A stalled peel re-peels, in turn, the rest with each of this many of its atoms put back: the
 #: atoms that overlap the rest most first (two samples of one label peeled as one blended atom
 #: leave a rest along that atom).
@@ -353,15 +354,53 @@ def _with_last_roots(peeler: _Peeler, fixed: list[Sample], progress: _Progress) 
     return None
 
 
+#: Relative offsets (of the atom's coordinates) at which a blended atom is split in two.
+SPLITS = (0.3, 0.1, 0.03)
+
+
+def _split(peeler: _Peeler, kept: list[Sample], blended: Atom, rest: np.ndarray):
+    """Two samples of one label taken for one (a blended atom peeled for both, or one root of a
+    rank-2 rest that holds both): the joint fit of the ``kept`` samples and two copies of
+    ``blended``'s hypothesis, moved apart along the weaker feature direction of ``rest`` (the
+    rank-2 rest the two leave), at each of SPLITS, with half its weight each. (From the blend
+    and any other root the joint fit stays in the blended local minimum.)"""
+    whole = peeler.whole
+    right = np.linalg.svd(rest)[2][1]  # the weaker feature direction, in core coordinates
+    direction = right @ whole.null  # in theta
+    size = float(np.linalg.norm(whole.coordinates(blended.theta)))
+    norm = float(np.linalg.norm(direction))
+    if not norm > 0:
+        return None
+    for offset in SPLITS:
+        step = offset * size * direction / norm
+        halves = [
+            Atom(blended.free, blended.eps_free, blended.theta + sign * step, blended.weight / 2)
+            for sign in (1.0, -1.0)
+        ]
+        fit = peeler.joint(kept, halves)
+        if fit is not None:
+            return fit
+    return None
+
+
 def _complete(peeler: _Peeler, progress: _Progress) -> JointFit | None:
     """A peel that stalled JOINT_MISSING samples short or less, completed by the joint fit:
     first with the last pass's best roots for the missing samples, then by putting back one
-    peeled atom (the most overlapping first), peeling that rest anew and completing it so."""
+    peeled atom (the most overlapping first): split in two (`_split`, one sample missing), or
+    that rest peeled anew and completed so. Two samples missing from a rank-2 rest: each of its
+    best roots split in two as well."""
     samples = progress.samples
     fit = _with_last_roots(peeler, samples, progress)
     if fit is not None:
         return fit
     rest = progress.rest
+    if progress.rank == 2:
+        for root in last_roots(peeler.whole, progress.space, progress.groups, rest, samples)[
+            :JOINT_TRIES
+        ]:
+            fit = _split(peeler, samples, root, rest)
+            if fit is not None:
+                return fit
     overlap = [
         abs(float(np.sum(atom * rest)))
         / max(float(np.linalg.norm(atom) * np.linalg.norm(rest)), 1e-300)
@@ -369,6 +408,12 @@ def _complete(peeler: _Peeler, progress: _Progress) -> JointFit | None:
     ]
     for put_back in np.argsort(overlap)[::-1][:BACKTRACK_TRIES]:
         kept = [samples[index] for index in range(len(samples)) if index != put_back]
+        if progress.rank == 1:
+            blended = samples[put_back]
+            atom = Atom(blended.free_classes, blended.eps_free, blended.theta, blended.weight)
+            fit = _split(peeler, kept, atom, rest + progress.atoms[put_back])
+            if fit is not None:
+                return fit
         again = peeler.run(
             _Progress(
                 rest=rest + progress.atoms[put_back],
