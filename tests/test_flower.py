@@ -54,6 +54,17 @@ def test_out_folder_checked_before_the_simulation(tmp_path, capsys):
     assert "--out" in capsys.readouterr().err
 
 
+@pytest.fixture
+def server_task(monkeypatch):
+    """The identity Flower gives the process that runs a ServerApp (a message a server sends
+    needs it; the real simulation sets it in-process, so without this a test passed only after
+    that one)."""
+    from flwr.supercore.task_identity import TaskIdentity
+
+    for name, value in (("_run_id", 1), ("_node_id", 0), ("_task_id", 1)):
+        monkeypatch.setattr(TaskIdentity, name, value)
+
+
 def _sent(node: int, model: torch.nn.Module, lr: float = 0.1) -> Message:
     content = RecordDict(
         {"arrays": ArrayRecord(model.state_dict()), "config": ConfigRecord({"lr": lr})}
@@ -61,7 +72,7 @@ def _sent(node: int, model: torch.nn.Module, lr: float = 0.1) -> Message:
     return Message(content=content, dst_node_id=node, message_type="train")
 
 
-def test_every_client_failed_is_loud():
+def test_every_client_failed_is_loud(server_task):
     """Flower carries on when every reply is an error; the audit records each failure and
     names the round in ``failed_rounds``."""
     model = gradleak.models.build("lenet", num_classes=10, seed=0, in_channels=1, image_size=28)
@@ -123,3 +134,34 @@ def test_train_config_without_lr_names_the_key():
         TrainSettings.from_config({"momentum": 0.9})
     with pytest.raises(ValueError, match="unknown train-config key"):
         TrainSettings.from_config({}, {"learning-rate": 0.1})
+
+
+def test_client_mod_audits_the_reply_it_passes_on(tmp_path, server_task):
+    """`AuditMod` on a real Flower train message: the ClientApp's reply (a real SGD step) goes
+    out unchanged, and the mod's own record says the update leaks its label."""
+    from flwr.app import Context, MetricRecord, RecordDict
+
+    from gradleak.integrations.flower import AuditMod
+
+    model = gradleak.models.build("lenet", num_classes=10, seed=0, in_channels=1, image_size=28)
+    message = _sent(1, model, lr=0.1)
+    message.content["config"]["server-round"] = 2
+    _before, after, target = _client_step(torch.optim.SGD, lr=0.1)  # the message's model
+    reply_content = RecordDict(
+        {"arrays": ArrayRecord(after), "metrics": MetricRecord({"num-examples": 1})}
+    )
+
+    def client_app(received, _context):
+        return Message(content=reply_content, reply_to=received)
+
+    records = tmp_path / "client.jsonl"
+    mod = AuditMod(records=records)
+    context = Context(run_id=1, node_id=1, node_config={}, state=RecordDict(), run_config={})
+    reply = mod(message, context, client_app)
+    assert reply.content is reply_content
+    (record,) = mod.records
+    assert (record.round, record.attack, record.leaked) == (2, "label", True), record.reason
+    assert np.abs(np.asarray(record.labels[0]) - target.numpy()).sum() < 1e-2
+    assert json.loads(records.read_text())["leaked"] is True
+    with pytest.raises(FileExistsError, match="records"):
+        AuditMod(records=records)

@@ -21,13 +21,13 @@ from torch import nn
 
 from gradleak.integrations.audit import DEFAULT_ATTACKS, AuditRecord, TrainSettings, audit_update
 from gradleak.integrations.flower.records import num_examples, single, state
-from gradleak.output_files import write_atomic
+from gradleak.output_files import check_new_file, write_atomic
 
 
 class AuditMod:
     """A Flower mod (``ClientApp(mods=[AuditMod(...)])``); ``records`` a JSON Lines path this
-    client appends its records to (rewritten atomically), ``train_defaults`` and ``model`` as
-    in `LeakageAudit`."""
+    client writes its records to (checked now, replaced only with ``overwrite=True``; rewritten
+    atomically after every round), ``train_defaults`` and ``model`` as in `LeakageAudit`."""
 
     def __init__(
         self,
@@ -35,12 +35,17 @@ class AuditMod:
         attacks: Iterable[str] = DEFAULT_ATTACKS,
         family: str = "auto",
         records: str | Path | None = None,
+        overwrite: bool = False,
         train_defaults: Mapping[str, Any] | None = None,
         model: nn.Module | None = None,
     ) -> None:
         self.attacks = tuple(attacks)
         self.family = family
-        self.records_path = None if records is None else Path(records)
+        self.records_path = (
+            None
+            if records is None
+            else check_new_file(records, name="records", overwrite=overwrite)
+        )
         self.train_defaults = dict(train_defaults or {})
         self.model = model
         self.records: list[AuditRecord] = []
@@ -76,6 +81,7 @@ class AuditMod:
                 client="self",
                 family=self.family,
                 attacks=self.attacks,
+                model=self.model,
             )
         self.records += records
         for record in records:

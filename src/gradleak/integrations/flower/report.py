@@ -165,12 +165,13 @@ def tables(scored: list[ScoredRecord], timings: list[RoundTiming], title: str) -
     return "\n".join(lines) + "\n"
 
 
-def _csv(scored: list[ScoredRecord]) -> str:
+def _csv(rows: list, row_type: type) -> str:
+    """Rows of a dataclass ``row_type`` (ScoredRecord, RoundTiming) as CSV, a column a field."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(ScoredRecord.__dataclass_fields__))
+    writer = csv.DictWriter(buffer, fieldnames=list(row_type.__dataclass_fields__))
     writer.writeheader()
-    for record in scored:
-        writer.writerow(asdict(record))
+    for row in rows:
+        writer.writerow(asdict(row))
     return buffer.getvalue()
 
 
@@ -225,11 +226,13 @@ def write_report(
     truth_dir: Path,
     title: str,
 ) -> tuple[list[ScoredRecord], list[Path]]:
-    """Score the records and write audit.csv, report.md and audit.png into ``folder``."""
+    """Score the records and write audit.csv, timings.csv (per round: the clients' seconds
+    and the audit's), report.md and audit.png into ``folder``."""
     truth = read_truth(truth_dir)
     scored = score(records, truth)
     written = [
-        write_atomic(folder / "audit.csv", _csv(scored)),
+        write_atomic(folder / "audit.csv", _csv(scored, ScoredRecord)),
+        write_atomic(folder / "timings.csv", _csv(timings, RoundTiming)),
         write_atomic(folder / "report.md", tables(scored, timings, title)),
         figure(scored, records, truth, folder / "audit.png", title),
     ]

@@ -146,12 +146,21 @@ class _Peeler:
     settings; `run` peels a rest until it is explained or no root is left."""
 
     def __init__(
-        self, weight, gradient, num_samples, *, family, bias, precision, noise, flat_check, seed
-    ):
+        self,
+        weight: np.ndarray,
+        gradient: np.ndarray,
+        num_samples: int,
+        *,
+        family: str,
+        bias: bool,
+        precision: float,
+        noise: float,
+        flat_check: bool,
+        seed: int,
+    ) -> None:
         self.weight, self.family, self.bias = weight, family, bias
         self.precision, self.noise, self.flat_check = precision, noise, flat_check
         self.rng = np.random.default_rng(seed)
-
         # Every atom lies in span(U0) x span(V̂0) of the whole batch: peeling runs on the B x B
         # core U0^T Ĝ V̂0, so the part of Ĝ outside the subspaces (its precision) never
         # accumulates, and each root found in a smaller rest is polished in the whole batch's
@@ -344,8 +353,10 @@ BACKTRACK_TRIES = 4
 def _with_last_roots(peeler: _Peeler, fixed: list[Sample], progress: _Progress) -> JointFit | None:
     """The joint fit of the ``fixed`` samples and, for the ``progress.rank`` samples still
     missing, each combination of its last pass's best roots (`joint.last_roots`)."""
-    if progress.space is None or progress.rank == 0:
-        return peeler.joint(fixed, []) if progress.rank == 0 else None
+    if progress.rank == 0:
+        return peeler.joint(fixed, [])
+    if progress.space is None:
+        return None
     tries = last_roots(peeler.whole, progress.space, progress.groups, progress.rest, fixed)
     for chosen in itertools.combinations(tries, progress.rank):
         fit = peeler.joint(fixed, list(chosen))
@@ -384,16 +395,18 @@ def _split(peeler: _Peeler, kept: list[Sample], blended: Atom, rest: np.ndarray)
 
 
 def _complete(peeler: _Peeler, progress: _Progress) -> JointFit | None:
-    """A peel that stalled JOINT_MISSING samples short or less, completed by the joint fit:
-    first with the last pass's best roots for the missing samples, then by putting back one
-    peeled atom (the most overlapping first): split in two (`_split`, one sample missing), or
-    that rest peeled anew and completed so. Two samples missing from a rank-2 rest: each of its
-    best roots split in two as well."""
-    samples = progress.samples
-    fit = _with_last_roots(peeler, samples, progress)
-    if fit is not None:
-        return fit
-    rest = progress.rest
+    """A stalled peel completed by the joint fit. With at most JOINT_MISSING samples missing:
+    the last pass's best roots for them (`_with_last_roots`), and with two missing each of
+    those roots split in two (`_split`: two samples of one label in a rank-2 rest). Then, with
+    any number missing, one peeled atom at a time is put back (the most overlapping with the
+    rest first: a blended atom of two samples of one label leaves a rest along it): split in
+    two when it was the only sample missing, or that rest peeled anew and completed the same
+    way."""
+    samples, rest = progress.samples, progress.rest
+    if progress.rank <= JOINT_MISSING:
+        fit = _with_last_roots(peeler, samples, progress)
+        if fit is not None:
+            return fit
     if progress.rank == 2:
         for root in last_roots(peeler.whole, progress.space, progress.groups, rest, samples)[
             :JOINT_TRIES
@@ -421,9 +434,10 @@ def _complete(peeler: _Peeler, progress: _Progress) -> JointFit | None:
                 errors=[error for index, error in enumerate(progress.errors) if index != put_back],
             )
         )
-        fit = _with_last_roots(peeler, kept + again.samples, again)
-        if fit is not None:
-            return fit
+        if again.rank <= JOINT_MISSING:
+            fit = _with_last_roots(peeler, kept + again.samples, again)
+            if fit is not None:
+                return fit
     return None
 
 
@@ -465,7 +479,7 @@ def peel(
     )
     progress = peeler.run(_Progress(rest=peeler.core, rank=num_samples))
     fit = None
-    if 0 < progress.rank <= JOINT_MISSING and progress.space is not None:
+    if progress.rank > 0 and progress.space is not None:
         fit = _complete(peeler, progress)
     elif progress.rank == 0 and verify:
         fit = peeler.joint(progress.samples, [])
