@@ -49,7 +49,7 @@ def test_refine_returns_to_the_true_atoms_from_a_perturbed_start(targets, lam):
     assert fit.residuals.max() < 1e-9
     np.testing.assert_allclose(fit.labels, labels, atol=1e-8)
     np.testing.assert_allclose([atom.weight for atom in fit.atoms], 1 / len(targets), rtol=1e-8)
-    assert explains(fit, noise=1e-15)
+    assert explains(fit, noise=1e-15, peers=0)
 
 
 def test_a_wrong_label_for_one_sample_does_not_explain_the_gradient():
@@ -61,4 +61,4 @@ def test_a_wrong_label_for_one_sample_does_not_explain_the_gradient():
     free = [(2,), (7,), (13,), (19,)]  # the second 7 named 13
     fit = refine(whole, core, _true_atoms(whole, features, labels, free=free))
     assert fit.misfit > 1e-6 or fit.residuals.max() > 1e-6
-    assert not explains(fit, noise=1e-15)
+    assert not explains(fit, noise=1e-15, peers=0)

@@ -30,8 +30,11 @@ from gradleak.recovery.batch.subspace import Subspace
 #: Levenberg-Marquardt iterations of the joint fit (it starts next to the solution).
 JOINT_ITERATIONS = 30
 #: Every refined atom must be a root to this multiple of the measured noise (the peel's
-#: EXACT_STAGE: true roots sit within it, spurious minima far above).
+#: EXACT_STAGE), or to PEER_FACTOR x the median residual of the atoms the peel vouched for.
+#: (A sample of two blended into one, or one sample split in two, fits its root condition 30x
+#: worse than the batch's true roots while the core is explained to the noise.)
 ROOT_STAGE = 300.0
+PEER_FACTOR = 10.0
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,7 @@ class JointFit:
     """The refined atoms, each one's root residual rho and label (C,), its feature coordinates a
     (r,), its relative size |w_k| ||u_k|| ||a_k|| / sigma_1, what the atoms leave of the core
     (``rest`` = core - sum_k w_k u_k a_k^T, (r, r)) and its relative size ``misfit`` =
-    ||rest||_F / sigma_1."""
+    ||rest||_F / sigma_1; ``root_weight`` as it was fitted with."""
 
     atoms: tuple[Atom, ...]
     residuals: np.ndarray
@@ -59,14 +62,16 @@ class JointFit:
     sizes: np.ndarray
     rest: np.ndarray
     misfit: float
+    root_weight: float
 
 
 class _Joint:
     """The stacked residual of `refine` and its Jacobian."""
 
-    def __init__(self, whole: Subspace, core: np.ndarray, atoms: list[Atom]):
+    def __init__(self, whole: Subspace, core: np.ndarray, atoms: list[Atom], root_weight: float):
         self.whole, self.core = whole, core
         self.scale = float(np.linalg.norm(core, 2))
+        self.root_weight = root_weight
         self.problems = [Hypotheses(whole, [atom.free], atom.eps_free) for atom in atoms]
         self.size = whole.directions.shape[1]
 
@@ -104,7 +109,9 @@ class _Joint:
         misfit = self.core - sum(
             w * np.outer(part["u"], part["a"]) for w, part in zip(weights, parts, strict=True)
         )
-        return np.concatenate([misfit.ravel() / self.scale, *(part["relative"] for part in parts)])
+        return np.concatenate(
+            [misfit.ravel() / self.scale, *(self.root_weight * part["relative"] for part in parts)]
+        )
 
     def jacobian(self, unknowns: np.ndarray, parts) -> np.ndarray:
         _thetas, weights = self.split(unknowns)
@@ -124,16 +131,33 @@ class _Joint:
                 -np.outer(part["u"], part["a"]).ravel() / self.scale
             )
             rows = slice(rank * rank + k * classes, rank * rank + (k + 1) * classes)
-            jac[rows, columns] = part["d_relative"]
+            jac[rows, columns] = self.root_weight * part["d_relative"]
         return jac
 
 
+def root_weight(noise: float, residuals) -> float:
+    """How much a root residual weighs against the core's misfit in the joint fit: the core's
+    noise over the roots' (the median ``residuals`` of roots the peel vouched for), at most 1.
+    The core is the gradient itself, its noise the measured one; a root is judged in U and
+    V̂, which that noise moves more (a nearly linear softmax: 1000x). Weighted so, both parts
+    sit at the noise at the truth."""
+    floor = max(noise, EXACT)
+    typical = float(np.median(residuals)) if len(residuals) else floor
+    return min(1.0, floor / max(typical, floor))
+
+
 def refine(
-    whole: Subspace, core: np.ndarray, atoms: list[Atom], *, iterations: int = JOINT_ITERATIONS
+    whole: Subspace,
+    core: np.ndarray,
+    atoms: list[Atom],
+    *,
+    root_weight: float = 1.0,
+    iterations: int = JOINT_ITERATIONS,
 ) -> JointFit:
-    """Fit every atom at once (module docstring) from ``atoms``; ``core`` is U^T Ĝ V̂ (r, r)."""
+    """Fit every atom at once (module docstring) from ``atoms``; ``core`` is U^T Ĝ V̂ (r, r);
+    root residuals weigh ``root_weight`` (`root_weight`) against the core's misfit."""
     with np.errstate(all="ignore"):
-        joint = _Joint(whole, core, atoms)
+        joint = _Joint(whole, core, atoms, root_weight)
         unknowns = np.concatenate(
             [np.concatenate([atom.theta for atom in atoms]), [atom.weight for atom in atoms]]
         )
@@ -181,6 +205,7 @@ def refine(
         ),
         rest=rest,
         misfit=float(np.linalg.norm(rest) / joint.scale),
+        root_weight=root_weight,
     )
 
 
@@ -189,9 +214,9 @@ def refine(
 #: already peeled: a second sample of one label) for the missing samples.
 JOINT_MISSING = 2
 JOINT_TRIES = 3
-#: The joint fit must explain the core to JOINT_FACTOR x the measured noise, and every root to
-#: ROOT_STAGE x that noise. (True batches: misfit about the noise itself; two samples of one
-#: label merged into one atom leave 1e3 x more.)
+#: The joint fit must explain the core to JOINT_FACTOR x the measured noise. (True batches:
+#: misfit about the noise itself; two samples of one label merged into one atom leave 1e3 x
+#: more.)
 JOINT_FACTOR = 30.0
 
 
@@ -199,7 +224,7 @@ def ambiguous(whole: Subspace, core: np.ndarray, fit: JointFit, noise: float) ->
     """Whether some label of the joint fit moves along the flattest direction of the stacked
     residual before it leaves the band around its noise (`ambiguity.moves_label`, all atoms at
     once: a weak atom is pinned by the core as much as by its own root condition)."""
-    joint = _Joint(whole, core, list(fit.atoms))
+    joint = _Joint(whole, core, list(fit.atoms), fit.root_weight)
     unknowns = np.concatenate(
         [np.concatenate([atom.theta for atom in fit.atoms]), [atom.weight for atom in fit.atoms]]
     )
@@ -240,13 +265,19 @@ def last_roots(whole: Subspace, space: Subspace, groups, rest: np.ndarray, sampl
     return atoms
 
 
-def explains(fit: JointFit, noise: float) -> bool:
+def explains(fit: JointFit, noise: float, *, peers: int) -> bool:
     """A joint fit counts when it explains the core to JOINT_FACTOR x ``noise``, every atom is
-    a root to ROOT_STAGE x ``noise`` with a positive weight and a label in [0, 1]."""
+    a root to ROOT_STAGE x ``noise`` or to PEER_FACTOR x the median residual of its first
+    ``peers`` atoms (those the peel vouched for: how well this batch's true roots fit, which a
+    nearly linear softmax puts far above the noise), and has a positive weight and a label in
+    [0, 1]."""
     floor = max(noise, EXACT)
+    allowed = ROOT_STAGE * floor
+    if peers:
+        allowed = max(allowed, PEER_FACTOR * float(np.median(fit.residuals[:peers])))
     return bool(
         fit.misfit <= JOINT_FACTOR * floor
-        and fit.residuals.max() <= ROOT_STAGE * floor
+        and fit.residuals.max() <= allowed
         and min(atom.weight for atom in fit.atoms) > 0
         and fit.labels.min() >= -LABEL_TOL
         and fit.labels.max() <= 1 + LABEL_TOL

@@ -31,6 +31,7 @@ from gradleak.recovery.batch.joint import (
     explains,
     last_roots,
     refine,
+    root_weight,
 )
 from gradleak.recovery.batch.joint import (
     ambiguous as joint_ambiguous,
@@ -111,7 +112,7 @@ def _joined(
     """Whether a joint fit stands: it explains the gradient (`joint.explains`), its last
     ``added`` atoms (those the peel did not vouch for) are not too flat (`_too_flat`, when
     ``flat_check``), and no label moves along its flattest direction (`joint.ambiguous`)."""
-    if not explains(fit, noise):
+    if not explains(fit, noise, peers=len(fit.atoms) - added):
         return False
     if flat_check:
         first = len(fit.atoms) - added
@@ -315,35 +316,40 @@ class _Peeler:
         return found
 
     def joint(self, samples: list[Sample], added: list[Atom]) -> JointFit | None:
-        """The joint fit of ``samples`` and the ``added`` atoms, when it stands (`_joined`);
-        None too once JOINT_BUDGET fits were tried."""
-        if self.joint_fits >= JOINT_BUDGET:
-            return None
-        self.joint_fits += 1
+        """The joint fit of ``samples`` and the ``added`` atoms, when it stands (`_joined`):
+        with the root residuals weighed as the core (1), then, where the peeled roots sit
+        above the noise (a nearly linear softmax), weighed by `joint.root_weight`. None too
+        once JOINT_BUDGET fits were tried."""
         atoms = [Atom(s.free_classes, s.eps_free, s.theta, s.weight) for s in samples]
-        fit = refine(self.whole, self.core, atoms + added)
-        logger.debug(
-            "joint fit with %s: misfit %.1e (noise %.1e), largest rho %.1e, weights %s",
-            [atom.free for atom in added],
-            fit.misfit,
-            self.noise,
-            fit.residuals.max(),
-            np.round([atom.weight for atom in fit.atoms], 5).tolist(),
-        )
-        standing = _joined(
-            fit,
-            self.whole,
-            self.core,
-            len(added),
-            noise=self.noise,
-            flat_check=self.flat_check,
-            precision=self.precision,
-        )
-        return fit if standing else None
+        peer_weight = root_weight(self.noise, [sample.residual for sample in samples])
+        for weight in sorted({1.0, peer_weight}, reverse=True):
+            if self.joint_fits >= JOINT_BUDGET:
+                return None
+            self.joint_fits += 1
+            fit = refine(self.whole, self.core, atoms + added, root_weight=weight)
+            logger.debug(
+                "joint fit with %s (root weight %.1e): misfit %.1e (noise %.1e), rho %.1e",
+                [atom.free for atom in added],
+                weight,
+                fit.misfit,
+                self.noise,
+                fit.residuals.max(),
+            )
+            if _joined(
+                fit,
+                self.whole,
+                self.core,
+                len(added),
+                noise=self.noise,
+                flat_check=self.flat_check,
+                precision=self.precision,
+            ):
+                return fit
+        return None
 
 
 #: Most joint fits a stalled peel tries (each is a Levenberg-Marquardt on all B atoms).
-JOINT_BUDGET = 24
+JOINT_BUDGET = 32
 #: A stalled peel re-peels, in turn, the rest with each of this many of its atoms put back: the
 #: atoms that overlap the rest most first (two samples of one label peeled as one blended atom
 #: leave a rest along that atom).
