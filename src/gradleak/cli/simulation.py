@@ -122,14 +122,8 @@ def simulate(
             f"--batch-size must be in [1, {count}] for {images.name}, got {args.batch_size}"
         )
     init = args.init or ("uniform" if args.model == "lenet" else "default")
-    model = gradleak.models.build(
-        args.model,
-        num_classes=images.num_classes,
-        init=init,
-        seed=args.seed,
-        classifier_bias=args.classifier_bias,
-        in_channels=images.images.shape[1],
-        image_size=images.images.shape[-1],
+    model = gradleak.models.build_for(
+        args.model, images, init=init, seed=args.seed, classifier_bias=args.classifier_bias
     )
     if args.batch_size == 1:
         inputs, label = FAMILIES[args.label_family].compose(

@@ -105,13 +105,8 @@ def grid(defense: str, values: Mapping[str, list[Any]]) -> list[dict[str, Any]]:
 
 
 def _model(settings: SweepSettings, images: gradleak.data.ImageSet) -> nn.Module:
-    return gradleak.models.build(
-        settings.model,
-        num_classes=images.num_classes,
-        seed=settings.seed,
-        in_channels=images.images.shape[1],
-        image_size=images.images.shape[-1],
-        classifier_bias=settings.model == "fcn4",
+    return gradleak.models.build_for(
+        settings.model, images, seed=settings.seed, classifier_bias=settings.model == "fcn4"
     )
 
 

@@ -9,6 +9,7 @@ from gradleak.models.init import INITS, apply_init
 from gradleak.models.registry import (
     Architecture,
     build,
+    build_for,
     default_input_shape,
     names,
     register,
@@ -21,6 +22,7 @@ __all__ = [
     "alexnet",
     "apply_init",
     "build",
+    "build_for",
     "default_input_shape",
     "fcn",
     "lenet",

@@ -134,3 +134,15 @@ def build(
             torch.manual_seed(seed)
             model = construct()
     return model.eval()
+
+
+def build_for(name: str, images, **options) -> nn.Module:
+    """`build` ``name`` for an `ImageSet`'s classes, channels and image size (``options``:
+    ``init``, ``seed``, ``classifier_bias``)."""
+    return build(
+        name,
+        num_classes=images.num_classes,
+        in_channels=images.images.shape[1],
+        image_size=images.images.shape[-1],
+        **options,
+    )

@@ -8,7 +8,6 @@ Lines file of the client's own.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from logging import INFO, WARNING
 from pathlib import Path
@@ -19,9 +18,9 @@ from flwr.clientapp.typing import ClientAppCallable
 from flwr.supercore import log
 from torch import nn
 
-from gradleak.integrations.audit import DEFAULT_ATTACKS, AuditRecord, TrainSettings, audit_update
+from gradleak.integrations.audit import DEFAULT_ATTACKS, AuditRecord
+from gradleak.integrations.flower.options import AuditOptions
 from gradleak.integrations.flower.records import num_examples, single, state
-from gradleak.output_files import check_new_file, write_atomic
 
 
 class AuditMod:
@@ -39,15 +38,14 @@ class AuditMod:
         train_defaults: Mapping[str, Any] | None = None,
         model: nn.Module | None = None,
     ) -> None:
-        self.attacks = tuple(attacks)
-        self.family = family
-        self.records_path = (
-            None
-            if records is None
-            else check_new_file(records, name="records", overwrite=overwrite)
+        self.options = AuditOptions.checked(
+            attacks=attacks,
+            family=family,
+            records=records,
+            overwrite=overwrite,
+            train_defaults=train_defaults,
+            model=model,
         )
-        self.train_defaults = dict(train_defaults or {})
-        self.model = model
         self.records: list[AuditRecord] = []
 
     def __call__(self, message: Message, context: Context, call_next: ClientAppCallable) -> Message:
@@ -68,28 +66,18 @@ class AuditMod:
             num_samples = num_examples(
                 single(reply.content.metric_records, "MetricRecord", "reply")
             )
-            settings = TrainSettings.from_config(config, self.train_defaults)
         except (KeyError, ValueError) as error:
-            records = [AuditRecord(round_number, "self", 0, "none", False, str(error), 0.0)]
+            reason = f"not auditable: {error}"
+            records = [AuditRecord(round_number, "self", 0, "none", False, reason, 0.0)]
         else:
-            records = audit_update(
-                sent,
-                returned,
-                settings,
-                num_samples=num_samples,
-                round=round_number,
-                client="self",
-                family=self.family,
-                attacks=self.attacks,
-                model=self.model,
+            records = self.options.audit(
+                sent, returned, config, num_samples=num_samples, round=round_number, client="self"
             )
         self.records += records
         for record in records:
             verdict = "LEAKS its label(s)" if record.leaked else f"refused: {record.reason}"
             log(INFO, "gradleak audit_mod: round %s, %s: %s", round_number, record.attack, verdict)
-        if self.records_path is not None:
-            lines = (json.dumps(record.to_dict(), allow_nan=False) for record in self.records)
-            write_atomic(self.records_path, "".join(line + "\n" for line in lines))
+        self.options.write(self.records)
         return reply
 
 

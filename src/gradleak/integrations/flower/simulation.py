@@ -103,13 +103,8 @@ def resolve_dataset(dataset: str) -> tuple[str, str]:
 
 def build_model(recipe: Recipe, images: gradleak.data.ImageSet) -> torch.nn.Module:
     """The global model, seeded: the same on the server and every client."""
-    return gradleak.models.build(
-        recipe.model,
-        num_classes=images.num_classes,
-        seed=recipe.seed,
-        in_channels=images.images.shape[1],
-        image_size=images.images.shape[-1],
-        classifier_bias=recipe.classifier_bias,
+    return gradleak.models.build_for(
+        recipe.model, images, seed=recipe.seed, classifier_bias=recipe.classifier_bias
     )
 
 

@@ -12,7 +12,6 @@ every round; leakage counts join the round's MetricRecord under ``gradleak-*`` k
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -26,9 +25,9 @@ from flwr.serverapp.strategy import Strategy
 from flwr.supercore import log
 from torch import nn
 
-from gradleak.integrations.audit import DEFAULT_ATTACKS, AuditRecord, TrainSettings, audit_update
+from gradleak.integrations.audit import DEFAULT_ATTACKS, AuditRecord
+from gradleak.integrations.flower.options import AuditOptions
 from gradleak.integrations.flower.records import num_examples, single, state
-from gradleak.output_files import check_new_file, write_atomic
 
 #: The reply-metric key of the privacy a DP client reports (Opacus's epsilon).
 EPSILON = "epsilon"
@@ -74,16 +73,14 @@ class LeakageAudit(Strategy):
                 f"strategy must be a flwr.serverapp.strategy.Strategy, got {type(strategy)}"
             )
         self.strategy = strategy
-        self.attacks = tuple(attacks)
-        self.family = family
-        self.records_path = (
-            None
-            if records is None
-            else check_new_file(records, name="records", overwrite=overwrite)
+        self.options = AuditOptions.checked(
+            attacks=attacks,
+            family=family,
+            records=records,
+            overwrite=overwrite,
+            train_defaults=train_defaults,
+            model=model,
         )
-        self.train_defaults = dict(train_defaults or {})
-        self.model = model
-        TrainSettings.from_config({}, {"lr": 1.0} | self.train_defaults)  # keys checked now
         self.audit_aggregate = audit_aggregate
         #: Every record so far, in the order written.
         self.records: list[AuditRecord] = []
@@ -147,20 +144,11 @@ class LeakageAudit(Strategy):
             returned = state(single(reply.content.array_records, "ArrayRecord", "reply"))
             metrics = single(reply.content.metric_records, "MetricRecord", "reply")
             num_samples = num_examples(metrics)
-            settings = TrainSettings.from_config(config, self.train_defaults)
         except (KeyError, ValueError) as error:
             reason = f"not auditable: {error}"
             return [AuditRecord(server_round, str(node), 0, "none", False, reason, 0.0)]
-        records = audit_update(
-            sent,
-            returned,
-            settings,
-            num_samples=num_samples,
-            round=server_round,
-            client=str(node),
-            family=self.family,
-            attacks=self.attacks,
-            model=self.model,
+        records = self.options.audit(
+            sent, returned, config, num_samples=num_samples, round=server_round, client=str(node)
         )
         epsilon = metrics.get(EPSILON)
         if isinstance(epsilon, int | float):
@@ -182,26 +170,20 @@ class LeakageAudit(Strategy):
                 num_examples(single(reply.content.metric_records, "MetricRecord", "reply"))
                 for reply in good
             )
-            settings = TrainSettings.from_config(configs[0], self.train_defaults)
         except (KeyError, ValueError) as error:
             reason = f"not auditable: {error}"
             return [AuditRecord(server_round, AGGREGATE, 0, "none", False, reason, 0.0)]
-        return audit_update(
+        return self.options.audit(
             self._global,
             state(arrays),
-            settings,
+            configs[0],
             num_samples=total,
             round=server_round,
             client=AGGREGATE,
-            family=self.family,
-            attacks=self.attacks,
-            model=self.model,
         )
 
     def _write(self) -> None:
-        if self.records_path is not None:
-            lines = (json.dumps(record.to_dict(), allow_nan=False) for record in self.records)
-            write_atomic(self.records_path, "".join(line + "\n" for line in lines))
+        self.options.write(self.records)
         leaked = sum(record.leaked for record in self.records)
         log(INFO, "gradleak audit: %s record(s), %s leaked", len(self.records), leaked)
 
@@ -219,7 +201,12 @@ class LeakageAudit(Strategy):
 
     def summary(self) -> None:
         log(INFO, "\t├── gradleak LeakageAudit of %s", type(self.strategy).__name__)
-        log(INFO, "\t│   attacks %s, family %s", ", ".join(self.attacks), self.family)
+        log(
+            INFO,
+            "\t│   attacks %s, family %s",
+            ", ".join(self.options.attacks),
+            self.options.family,
+        )
         self.strategy.summary()
 
     def __getattr__(self, name: str) -> Any:
