@@ -161,7 +161,7 @@ def leakage(
         leaked_class += int(guess.soft_label.argmax()) == int(test.labels[item])
         for record in audit_observation(sent, family="smoothing", model=model):
             if not record.leaked:
-                kind = refusal_kind(record.reason)
+                kind = f"{record.attack}: {refusal_kind(record.reason)}"
                 refusals[kind] = refusals.get(kind, 0) + 1
                 continue
             if record.attack == "label":

@@ -83,11 +83,27 @@ def _save(figure, path: Path) -> Path:
     return path
 
 
+#: The two leakage series: the class as hollow larger squares under the soft label's filled
+#: circles, so that a point where both are equal shows both.
+CLASS_STYLE = {"marker": "s", "color": "#ff7f0e", "markerfacecolor": "none", "markersize": 9}
+LABEL_STYLE = {"marker": "o", "color": "#1f77b4", "markersize": 5, "zorder": 3}
+
+
 def _leakage_axes(axes, xs, rows, label_suffix=""):
     axes.plot(
-        xs, [r.labels_recovered for r in rows], "o-", label="soft label recovered" + label_suffix
+        xs,
+        [r.class_leaked for r in rows],
+        linestyle="--",
+        label="class leaked (iDLG)" + label_suffix,
+        **CLASS_STYLE,
     )
-    axes.plot(xs, [r.class_leaked for r in rows], "s--", label="class leaked (iDLG)" + label_suffix)
+    axes.plot(
+        xs,
+        [r.labels_recovered for r in rows],
+        linestyle="-",
+        label="soft label recovered" + label_suffix,
+        **LABEL_STYLE,
+    )
     axes.set_ylim(-0.05, 1.05)
     axes.set_ylabel(f"rate over N = {rows[0].samples} inputs")
 
@@ -123,8 +139,8 @@ def figures(rows: Sequence[SweepRow], folder: Path, title: str) -> list[Path]:
         written.append(_save(figure, folder / "leakage-vs-epsilon.png"))
     figure, axes = plt.subplots(figsize=(5.5, 3.8))
     for index, row in enumerate(rows, 1):
-        axes.scatter(row.test_accuracy, row.labels_recovered, marker="o", color="#1f77b4")
-        axes.scatter(row.test_accuracy, row.class_leaked, marker="s", color="#ff7f0e")
+        axes.plot(row.test_accuracy, row.class_leaked, linestyle="none", **CLASS_STYLE)
+        axes.plot(row.test_accuracy, row.labels_recovered, linestyle="none", **LABEL_STYLE)
         for value in (row.labels_recovered, row.class_leaked):
             axes.annotate(
                 str(index),
@@ -133,8 +149,8 @@ def figures(rows: Sequence[SweepRow], folder: Path, title: str) -> list[Path]:
                 xytext=(3, 3),
                 textcoords="offset points",
             )
-    axes.scatter([], [], marker="o", color="#1f77b4", label="soft label recovered")
-    axes.scatter([], [], marker="s", color="#ff7f0e", label="class leaked (iDLG)")
+    axes.plot([], [], linestyle="none", label="soft label recovered", **LABEL_STYLE)
+    axes.plot([], [], linestyle="none", label="class leaked (iDLG)", **CLASS_STYLE)
     axes.set_xlabel("test accuracy after the short training (numbers: rows of sweep.md)")
     axes.set_ylabel(f"rate over N = {rows[0].samples} inputs")
     axes.set_ylim(-0.05, 1.05)
