@@ -1,4 +1,5 @@
-"""`gradleak bench NAME`: another name for `gradleak run NAME` (the shipped configs).
+"""`gradleak bench NAME`: a shipped benchmark config (the same as `gradleak run NAME`), or one
+of the built-in measurements of `BUILT_IN` (``speed``: the cost table of docs/benchmarks.md).
 
 The benchmarks are experiment configs like every paper table: one runner, one seed rule,
 one record format. ``gradleak bench labels --quick`` is ``gradleak run labels --quick``.
@@ -6,6 +7,55 @@ one record format. ``gradleak bench labels --quick`` is ``gradleak run labels --
 
 from __future__ import annotations
 
-from gradleak.cli.run import add_arguments, run
+import argparse
+from collections.abc import Callable
+from pathlib import Path
 
-__all__ = ["add_arguments", "run"]
+from gradleak.cli import run as run_command
+from gradleak.output_files import check_new_folder, write_atomic
+
+
+def speed(args: argparse.Namespace) -> int:
+    """Recovery and gradient-matching costs as ratios to the client's own work (one process)."""
+    from gradleak.experiments import matching_speed
+    from gradleak.experiments import speed as speed_table
+
+    out = None if args.out is None else check_new_folder(args.out, name="--out")
+    settings = ("lenet C=100", "resnet18 C=100") if args.quick else tuple(speed_table.SETTINGS)
+    samples = 3 if args.quick else 8
+    rows = speed_table.single_input(settings, samples=samples)
+    rows += speed_table.batch(samples=2 if args.quick else 5)
+    recovery = speed_table.markdown(rows)
+    print(recovery)
+    iterations = 20 if args.quick else 100
+    matching = [
+        matching_speed.measure(model, iterations=iterations, rounds=3 if args.quick else 5)
+        for model in ("lenet", "resnet18")
+    ]
+    matching_text = "".join(matching_speed.markdown(result) for result in matching)
+    print(matching_text)
+    if out is not None:
+        out.mkdir(parents=True)
+        write_atomic(out / "speed.md", f"{recovery}\n{matching_text}")
+        print(f"tables in {out / 'speed.md'}")
+    return 0
+
+
+#: name -> a measurement that is not an experiment config (checked before the configs).
+BUILT_IN: dict[str, Callable[[argparse.Namespace], int]] = {"speed": speed}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    run_command.add_arguments(parser)
+    parser.set_defaults(out=None)
+    parser.description = (
+        f"{parser.description or ''}; built in besides the configs: {', '.join(BUILT_IN)} "
+        "(the cost of a recovery against the client step, of matching restarts against one)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    built_in = BUILT_IN.get(str(args.config))
+    if built_in is not None and not Path(str(args.config)).exists():
+        return built_in(args)
+    return run_command.run(args)

@@ -18,8 +18,9 @@ from torch import Tensor
 #: Float32 client gradients sit near 1e-7; a batch of two inputs or several local steps sits
 #: orders of magnitude above.
 DEFAULT_RANK_TOL = 1e-3
-#: Rows per block when measuring the distance from rank one exactly (bounded temporary memory).
-ROW_BLOCK = 256
+#: Rows per block when measuring the distance from rank one exactly: a (ROW_BLOCK, m) float64
+#: temporary, never a (C, m) copy of the gradient.
+ROW_BLOCK = 32
 #: The rank check never asks for more than this multiple of the input dtype's epsilon: a
 #: bfloat16 gradient (eps 7.8e-3) is rank one only to about 2e-3, far above DEFAULT_RANK_TOL.
 RANK_EPS_FACTOR = 10.0

@@ -108,61 +108,102 @@ SCALE_ROUNDS = 3
 LARGEST_GRADIENT_SCALE = 10.0
 
 
-def _alternate(
-    label_scale: np.ndarray,
-    probs: np.ndarray,
-    coupling: np.ndarray,
-    family: LabelFamily,
-    sign: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """SCALE_ROUNDS of (mask of y = p - s c, closed-form s for that mask); s and its residual.
+def _free_entries(start: np.ndarray, free: int) -> np.ndarray:
+    """Indices of the ``free`` largest entries of each row, as `constrained_mask` picks them
+    (repeated argmax: the first of ties). Shapes: (T, C) -> (T, free)."""
+    rows = np.arange(start.shape[0])
+    chosen = [start.argmax(axis=1)]
+    if free > 1:
+        rest = start.copy()
+        for _ in range(free - 1):
+            rest[rows, chosen[-1]] = -np.inf
+            chosen.append(rest.argmax(axis=1))
+    return np.stack(chosen, axis=1)
 
-    The first mask comes from ``label_scale`` where it is finite, from the largest entries of
-    -sign(s) c (the label's own correction outweighing p) where it is NaN.
-    """
-    along = np.broadcast_to(coupling, probs.shape)
-    for _ in range(SCALE_ROUNDS):
-        start = np.where(
-            np.isfinite(label_scale)[:, None],
-            probs - np.nan_to_num(label_scale)[:, None] * coupling[None, :],
-            -sign[:, None] * along,
-        )
-        mask = constrained_mask(start, family)
-        shaped = project(probs, mask, family)
-        power = (shaped * shaped).sum(axis=1)
-        overlap = (shaped * project(along, mask, family)).sum(axis=1)
-        label_scale = np.divide(power, overlap, out=np.full_like(power, np.nan), where=overlap != 0)
-    labels = probs - np.nan_to_num(label_scale)[:, None] * coupling[None, :]
-    return label_scale, label_residual(labels, label_scale, float(np.linalg.norm(coupling)), family)
+
+def _closed_form_scale(
+    probs: np.ndarray, coupling: np.ndarray, free: np.ndarray, family: LabelFamily
+) -> np.ndarray:
+    """s = <a, a> / <a, w> (a = P p, w = P c) with every entry but ``free`` constrained. The
+    projections are formed explicitly, not from sums over all classes minus the free entries:
+    where the softmax saturates (or is nearly uniform) those differences cancel to a few
+    digits. Shapes: (R, C), (C,), (R, free) -> (R,)."""
+    mask = np.ones(probs.shape, dtype=bool)
+    mask[np.arange(probs.shape[0])[:, None], free] = False
+    shaped = project(probs, mask, family)
+    power = (shaped * shaped).sum(axis=1)
+    overlap = (shaped * project(np.broadcast_to(coupling, probs.shape), mask, family)).sum(axis=1)
+    return np.divide(power, overlap, out=np.full_like(power, np.nan), where=overlap != 0)
+
+
+def _minus_scaled(probs: np.ndarray, scales: np.ndarray, coupling: np.ndarray) -> np.ndarray:
+    """p - s c for both starts at once: row k of ``scales`` pairs with row k mod T of
+    ``probs`` (no copy of ``probs``). Shapes: (T, C), (2T,), (C,) -> (2T, C)."""
+    count = probs.shape[0]
+    return (probs[None] - scales.reshape(2, count, 1) * coupling).reshape(2 * count, probs.shape[1])
+
+
+class _ScaleFit(NamedTuple):
+    """The fitted s (NaN: no fit), and the label y = p - s c, its constrained entries and its
+    family deviation where s is finite. Shapes: (T,), (T, C) x 3."""
+
+    label_scale: np.ndarray
+    labels: np.ndarray
+    mask: np.ndarray
+    deviation: np.ndarray
 
 
 def fitted_label_scale(
     inv_scale: np.ndarray, probs: np.ndarray, coupling: np.ndarray, family: LabelFamily
 ) -> np.ndarray:
+    """`_fit_scale`'s s only. Shapes: (T,), (T, C), (C,) -> (T,)."""
+    return _fit_scale(inv_scale, probs, coupling, family).label_scale
+
+
+def _fit_scale(
+    inv_scale: np.ndarray, probs: np.ndarray, coupling: np.ndarray, family: LabelFamily
+) -> _ScaleFit:
     """The s that makes p(t) - s c closest to the family, for every t (unknown gradient scale).
 
     For a fixed set of constrained entries the family's deviation is a - s w with a = P p and
     w = P c (P: `project`). The relative residual ||a - s w|| / (|s| ||c||) = ||w - a / s|| /
     ||c|| is least at 1 / s = <a, w> / <a, a> (minimising the absolute deviation instead would
     take s -> 0 wherever the softmax is one-hot, a "label equals prediction" that fits any
-    gradient). The set of constrained entries depends on s (it excludes the largest entries
-    of y), so mask and s alternate from two starts, the known-scale s = t (k near 1) and the
-    largest entries of -sign(t) c (k far from 1: the label's correction outweighs p), and the start
-    with the smaller residual wins. An s of the other sign than t would need k < 0, an s below
-    |t| / LARGEST_GRADIENT_SCALE a k beyond it, and <a, w> = 0 leaves nothing to fit: all are
-    NaN (no fit). Shapes: (T,), (T, C), (C,) -> (T,).
+    gradient). The set of constrained entries depends on s (it excludes the ``free`` largest
+    entries of y), so free entries and s alternate, up to SCALE_ROUNDS times (no further once
+    the free entries repeat), from two starts: the known-scale s = t (k near 1) and the largest
+    entries of -sign(t) c (k far from 1: the label's correction outweighs p); the start whose
+    label has the smaller residual wins. Both starts run as one batch, and the winner's label,
+    mask and deviation are returned for the evaluator to keep. An s of the other sign than t
+    would need k < 0, an s below |t| / LARGEST_GRADIENT_SCALE a k beyond it, and <a, w> = 0
+    leaves nothing to fit: all are NaN (no fit). Shapes: (T,), (T, C), (C,) -> `_ScaleFit`.
     """
-    sign = np.sign(inv_scale)
-    near, near_residual = _alternate(inv_scale.copy(), probs, coupling, family, sign)
-    far, far_residual = _alternate(np.full_like(inv_scale, np.nan), probs, coupling, family, sign)
-    for candidate in (near, far):
-        plausible = (np.sign(candidate) == sign) & (
-            np.abs(candidate) * LARGEST_GRADIENT_SCALE >= np.abs(inv_scale)
-        )
-        candidate[~plausible] = np.nan
-    near_residual = np.where(np.isnan(near), np.inf, near_residual)
-    far_residual = np.where(np.isnan(far), np.inf, far_residual)
-    return np.where(far_residual < near_residual, far, near)
+    count = inv_scale.size
+    rows = np.concatenate([np.arange(count), np.arange(count)])
+    signs = np.sign(inv_scale)[rows]
+    both = probs[rows]
+    label_scale = np.concatenate([inv_scale, np.full(count, np.nan)])
+    previous = None
+    for _ in range(SCALE_ROUNDS):
+        finite = np.isfinite(label_scale)
+        start = _minus_scaled(probs, np.where(finite, label_scale, 0.0), coupling)
+        if not finite.all():
+            start[~finite] = -signs[~finite, None] * coupling[None, :]
+        free = _free_entries(start, family.free)
+        if previous is not None and np.array_equal(free, previous):
+            break  # the same free entries give the same s again
+        label_scale, previous = _closed_form_scale(both, coupling, free, family), free
+    labels = _minus_scaled(probs, np.nan_to_num(label_scale), coupling)
+    mask = constrained_mask(labels, family)
+    deviation = project(labels, mask, family)
+    residual = relative_residual(deviation, label_scale, float(np.linalg.norm(coupling)))
+    plausible = (np.sign(label_scale) == signs) & (
+        np.abs(label_scale) * LARGEST_GRADIENT_SCALE >= np.abs(inv_scale[rows])
+    )
+    label_scale = np.where(plausible, label_scale, np.nan)
+    residual = np.where(plausible, residual, np.inf)
+    chosen = np.arange(count) + count * (residual[count:] < residual[:count])
+    return _ScaleFit(label_scale[chosen], labels[chosen], mask[chosen], deviation[chosen])
 
 
 class ResidualState(NamedTuple):
@@ -195,15 +236,21 @@ class Evaluator:
         problem, family = self.problem, self.family
         inv_scale = np.asarray(inv_scale, dtype=np.float64)
         labels, probs = implied_labels(inv_scale, problem.logit_direction, problem.coupling)
-        label_scale = inv_scale
-        if problem.scale == "unknown":
-            label_scale = fitted_label_scale(inv_scale, probs, problem.coupling, family)
+        if problem.scale == "known":
+            label_scale = inv_scale
+            mask = constrained_mask(labels, family)
+            deviation = project(labels, mask, family)
+        else:
+            label_scale, fitted, mask, deviation = _fit_scale(
+                inv_scale, probs, problem.coupling, family
+            )
             # Where no s fits, keep the known-scale label (finite, so rounding floors and
             # validity stay defined) and let the residual say "no fit".
-            usable = np.where(np.isfinite(label_scale), label_scale, inv_scale)
-            labels = probs - usable[:, None] * problem.coupling[None, :]
-        mask = constrained_mask(labels, family)
-        deviation = project(labels, mask, family)
+            unfit = ~np.isfinite(label_scale)
+            labels = np.where(unfit[:, None], labels, fitted)
+            if unfit.any():
+                mask[unfit] = constrained_mask(labels[unfit], family)
+                deviation[unfit] = project(labels[unfit], mask[unfit], family)
         residual = relative_residual(deviation, label_scale, self.coupling_norm)
         return ResidualState(inv_scale, labels, probs, mask, deviation, residual, label_scale)
 

@@ -270,11 +270,12 @@ def rivals(
     precision it can reach; and ``roots``, every root a census found (already polished)."""
     starts = np.array([candidate for candidate, _ in solution.alternatives])
     neighbours = _neighbours(problem, family, solution.inv_scale)
+    polished = polish_many(problem, family, np.concatenate([starts, neighbours]))
     candidates = np.concatenate(
         [
-            polish_many(problem, family, starts),
+            polished[: starts.size],
             neighbours,
-            polish_many(problem, family, neighbours),
+            polished[starts.size :],
             np.empty(0) if roots is None else np.asarray(roots, dtype=np.float64),
         ]
     )
