@@ -1,32 +1,49 @@
-"""Cost of one gradient-matching iteration relative to the model's own autograd work.
+"""Cost of one gradient-matching iteration relative to the model's own autograd work, and of
+R restarts relative to one.
 
 The baseline is what any gradient-matching step must do: a forward pass, the parameter
 gradient with ``create_graph=True`` and the backward pass through it (double backward) to
 the input. The ratio says how much the attack loop adds (distance, TV, Adam, bookkeeping).
+The restart columns time one restart, R restarts run as one batched problem (the default)
+and R restarts run one after another, all in this process and alternated round by round.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 
 import gradleak
 from gradleak.data import load_embedded
+from gradleak.reconstruction.attack_inputs import pixel_box
+from gradleak.reconstruction.matching import build_problem, run_matching
+from gradleak.reconstruction.matching_settings import MatchingSettings
 
 
-def _per_call(function, repeats: int) -> float:
+def _per_call(function: Callable[[], object], repeats: int) -> float:
     start = time.perf_counter()
     for _ in range(repeats):
         function()
     return (time.perf_counter() - start) / repeats
 
 
-def measure(model_name: str = "lenet", *, iterations: int = 200, rounds: int = 5) -> dict[str, Any]:
+def measure(
+    model_name: str = "lenet",
+    *,
+    iterations: int = 200,
+    rounds: int = 5,
+    restarts: int = 10,
+    restart_iterations: int = 20,
+) -> dict[str, Any]:
     """Median seconds per baseline step and per attack iteration, measured alternately in
-    ``rounds`` rounds in this process, and their ratio.
+    ``rounds`` rounds in this process, and their ratio; then median seconds of a
+    ``restart_iterations``-iteration inverting-gradients run with one restart, with
+    ``restarts`` batched (the default path) and with ``restarts`` one by one, and the ratios
+    of the latter two to the first.
 
     Shapes: not applicable.
     """
@@ -57,29 +74,71 @@ def measure(model_name: str = "lenet", *, iterations: int = 200, rounds: int = 5
             image_std=images.std,
         )
 
+    problem = build_problem(
+        observation,
+        model,
+        input_shape=tuple(inputs.shape),
+        label=probabilities,
+        feature=None,
+        bounds=pixel_box(images.mean, images.std, inputs.dtype),
+    )
+
+    def run_restarts(count: int, *, batched: bool) -> Callable[[], object]:
+        settings = MatchingSettings(iterations=restart_iterations, restarts=count)
+        return lambda: run_matching(
+            problem, settings, attack="inverting-gradients", batch_restarts=batched
+        )
+
+    timed = {
+        "one_restart_s": run_restarts(1, batched=True),
+        "restarts_s": run_restarts(restarts, batched=True),
+        "sequential_restarts_s": run_restarts(restarts, batched=False),
+    }
     baseline_times, attack_times = [], []
+    restart_times: dict[str, list[float]] = {key: [] for key in timed}
     _per_call(baseline, 20)
     attack()
+    for run in timed.values():
+        run()
     for _ in range(rounds):
         baseline_times.append(_per_call(baseline, iterations))
         attack_times.append(_per_call(attack, 1) / iterations)
+        for key, run in timed.items():
+            restart_times[key].append(_per_call(run, 1))
     base, step = statistics.median(baseline_times), statistics.median(attack_times)
+    seconds = {key: statistics.median(values) for key, values in restart_times.items()}
     return {
         "model": model_name,
         "baseline_ms": 1e3 * base,
         "iteration_ms": 1e3 * step,
         "ratio": step / base,
+        **seconds,
+        "restarts_ratio": seconds["restarts_s"] / seconds["one_restart_s"],
+        "sequential_ratio": seconds["sequential_restarts_s"] / seconds["one_restart_s"],
+        "restarts": restarts,
+        "restart_iterations": restart_iterations,
         "rounds": rounds,
         "iterations": iterations,
         "threads": torch.get_num_threads(),
     }
 
 
-def markdown(result: dict[str, Any]) -> str:
-    """A one-row table of `measure`'s result."""
-    return (
-        "| model | forward+backward+double-backward ms | attack iteration ms | ratio |\n"
-        "|---|---|---|---|\n"
-        f"| {result['model']} | {result['baseline_ms']:.3f} | {result['iteration_ms']:.3f} | "
-        f"{result['ratio']:.2f} |\n"
-    )
+def markdown(results: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> str:
+    """A table of `measure`'s results, one row each (one result: a one-row table)."""
+    rows = [results] if isinstance(results, Mapping) else list(results)
+    restarts = {row["restarts"] for row in rows}
+    count = restarts.pop() if len(restarts) == 1 else "R"
+    lines = [
+        "| model | forward+backward+double-backward ms | attack iteration ms | ratio | "
+        f"1 restart s | {count} restarts batched s | batched / 1 | "
+        f"{count} restarts one by one s | one by one / 1 |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {row['model']} | {row['baseline_ms']:.3f} | {row['iteration_ms']:.3f} | "
+        f"{row['ratio']:.2f} | {row['one_restart_s']:.3f} | {row['restarts_s']:.3f} | "
+        f"{row['restarts_ratio']:.2f} | {row['sequential_restarts_s']:.3f} | "
+        f"{row['sequential_ratio']:.2f} |"
+        for row in rows
+    ]
+    return "\n".join(lines) + "\n"

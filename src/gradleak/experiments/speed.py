@@ -139,33 +139,38 @@ def single_input(
 def batch(
     *, batch_size: int = 8, samples: int = 5, repeats: int = 1, progress: bool = True
 ) -> list[SpeedRow]:
-    """The batch recovery (LeNet, C = 100, hard labels, unknown scale, auto family) on
-    ``samples`` batches, against the same batch's client step."""
+    """The batch recovery (LeNet, C = 100, hard labels, unknown scale; the family named, and
+    auto) on ``samples`` batches, against the same batch's client step."""
     images = load_embedded("embedded-cifar100")
     model = gradleak.models.build("lenet", num_classes=100, init="uniform", seed=0).eval()
-    client, recovery, converged = [], [], 0
+    families = ("hard", "auto")
+    client, recovery = [], {family: [] for family in families}
+    converged = dict.fromkeys(families, 0)
     for index in tqdm(range(samples), desc="speed (batch)", disable=not progress, leave=False):
         items = [(index * batch_size + k) % len(images.labels) for k in range(batch_size)]
         inputs = images.normalise(images.images[items])
         labels = torch.nn.functional.one_hot(images.labels[items].long(), 100).double()
         observation, _ = gradleak.simulate_client_step(model, inputs, labels)
         client.append(_fastest(_client_step(model, inputs, labels.to(inputs.dtype)), 3))
+        for family in families:
 
-        def recover(observation=observation):
-            return gradleak.recover_batch(observation)
+            def recover(observation=observation, family=family):
+                return gradleak.recover_batch(observation, family)
 
-        converged += bool(recover().converged)
-        recovery.append(_fastest(recover, repeats))
+            converged[family] += bool(recover().converged)
+            recovery[family].append(_fastest(recover, repeats))
     return [
         SpeedRow(
             setting="lenet C=100",
             family="hard",
-            path=f"batch B={batch_size}, unknown scale, auto",
+            path=f"batch B={batch_size}, unknown scale, "
+            + ("auto" if family == "auto" else "family named"),
             samples=samples,
             client_ms=1e3 * statistics.median(client),
-            recovery_ms=1e3 * statistics.median(recovery),
-            converged=converged,
+            recovery_ms=1e3 * statistics.median(recovery[family]),
+            converged=converged[family],
         )
+        for family in families
     ]
 
 

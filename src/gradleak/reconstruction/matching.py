@@ -4,6 +4,10 @@ A dummy input (and, for DLG, a dummy label) is optimised so that the gradient it
 the server's model matches the observed one. The objective is a gradient distance plus
 optional total variation and a feature-matching term that pulls the dummy's last-layer input
 toward the recovered feature (Wang, Liang & He, ICLR 2024, Sec. 5.3, "ours-feature").
+Several Adam restarts run as one batched problem (`matching_batched.py`); L-BFGS, one
+restart, and the reference run them one after another here. What both share (optimizer,
+clamp, best-iterate bookkeeping) lives in `matching_restarts.py`, the terms in
+`matching_terms.py`.
 
 Paper: Zhu et al., NeurIPS 2019 (DLG); Geiping et al., NeurIPS 2020 (inverting gradients).
 """
@@ -11,9 +15,8 @@ Paper: Zhu et al., NeurIPS 2019 (DLG); Geiping et al., NeurIPS 2020 (inverting g
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -22,32 +25,30 @@ from torch.nn import functional
 from tqdm import tqdm
 
 from gradleak.client.observation import GradientObservation
+from gradleak.reconstruction.matching_batched import (
+    SEPARABLE_OPTIMIZERS,
+    restarts_per_chunk,
+    run_batched_restarts,
+)
+from gradleak.reconstruction.matching_restarts import (
+    RestartResult,
+    RestartTrace,
+    clamp_to_box,
+    detached_copy,
+    make_optimizer,
+)
 from gradleak.reconstruction.matching_settings import MatchingSettings
+from gradleak.reconstruction.matching_terms import gradient_distance, total_variation
 from gradleak.reconstruction.result import Reconstruction
 
-
-def total_variation(images: Tensor) -> Tensor:
-    """Mean absolute difference of neighbouring pixels, both directions (Geiping et al.).
-
-    Shapes: (B, C, H, W) -> scalar.
-    """
-    horizontal = (images[..., :, 1:] - images[..., :, :-1]).abs().mean()
-    vertical = (images[..., 1:, :] - images[..., :-1, :]).abs().mean()
-    return horizontal + vertical
-
-
-def gradient_distance(
-    gradients: Sequence[Tensor], targets: Sequence[Tensor], *, distance: str, target_norm: Tensor
-) -> Tensor:
-    """Euclidean: sum ||g - t||^2. Cosine: 1 - <g, t> / (||g|| ||t||) over all layers jointly.
-
-    Shapes: matching sequences of parameter-shaped tensors -> scalar.
-    """
-    if distance == "euclidean":
-        return sum(((g - t) ** 2).sum() for g, t in zip(gradients, targets, strict=True))
-    dot = sum((g * t).sum() for g, t in zip(gradients, targets, strict=True))
-    norm = torch.sqrt(sum((g * g).sum() for g in gradients))
-    return 1 - dot / (norm * target_norm + 1e-30)
+__all__ = [
+    "MatchingProblem",
+    "RestartResult",
+    "build_problem",
+    "gradient_distance",
+    "run_matching",
+    "total_variation",
+]
 
 
 @dataclass(frozen=True)
@@ -166,95 +167,79 @@ def _start(problem: MatchingProblem, generator: torch.Generator) -> tuple[Tensor
     return dummy.requires_grad_(True), label_logits
 
 
-class RestartResult(NamedTuple):
-    """The lowest-objective iterate of one restart and the trace that led there.
-
-    Shapes: ``inputs`` like the problem's input; ``label_logits`` (B, C) or None.
-    """
-
-    objective: float
-    inputs: Tensor
-    label_logits: Tensor | None
-    history: list[float]
-
-
-def _optimizer(
-    variables: list[Tensor], settings: MatchingSettings
-) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
-    """The optimizer ``settings`` names and, for Adam, its 10x drops at 3/8, 5/8 and 7/8."""
-    if settings.optimizer == "lbfgs":
-        lbfgs = torch.optim.LBFGS(
-            variables, lr=settings.learning_rate, max_iter=1, line_search_fn="strong_wolfe"
-        )
-        return lbfgs, None
-    adam = torch.optim.Adam(variables, lr=settings.learning_rate)
-    milestones = [round(settings.iterations * f) for f in (3 / 8, 5 / 8, 7 / 8)]
-    return adam, torch.optim.lr_scheduler.MultiStepLR(adam, milestones, gamma=0.1)
-
-
 def _restart(
     objective: Callable[[Tensor, Tensor | None], Tensor],
     problem: MatchingProblem,
     settings: MatchingSettings,
-    generator: torch.Generator,
+    start: tuple[Tensor, Tensor | None],
     bar: tqdm,
 ) -> RestartResult:
-    """One optimisation from a random start; returns the lowest-objective iterate."""
-    dummy, label_logits = _start(problem, generator)
+    """One optimisation from ``start``; returns the lowest-objective iterate."""
+    dummy, label_logits = start
     variables = [dummy] if label_logits is None else [dummy, label_logits]
-    best = RestartResult(math.inf, dummy.detach().clone(), label_logits, [])
-    history: list[float] = []
-    optimizer, schedule = _optimizer(variables, settings)
+    trace = RestartTrace(dummy.detach().clone(), detached_copy(label_logits))
+    optimizer, schedule = make_optimizer(variables, settings)
 
     def closure() -> Tensor:
         optimizer.zero_grad(set_to_none=True)
         value = objective(dummy, label_logits)
-        value.backward()
+        # Only the variables' gradient: the parameters' (second-order) one is never read.
+        value.backward(inputs=variables)
         return value
 
     for _ in range(settings.iterations):
         # step() returns the objective at the point it started from: keep that point.
-        before = (dummy.detach().clone(), _detached(label_logits))
-        value = float(optimizer.step(closure).detach())
-        history.append(value)
-        if value < best.objective:
-            best = RestartResult(value, *before, history)
-        if not math.isfinite(value):
+        before = (dummy.detach().clone(), detached_copy(label_logits))
+        if not trace.record(float(optimizer.step(closure).detach()), *before):
             break
         if schedule is not None:
             schedule.step()
-            if problem.bounds is not None:
-                with torch.no_grad():
-                    dummy.copy_(
-                        torch.maximum(torch.minimum(dummy, problem.bounds[1]), problem.bounds[0])
-                    )
+            clamp_to_box(dummy, problem.bounds)
         bar.update(1)
-    return best._replace(history=history)
+    return trace.result()
 
 
-def _detached(tensor: Tensor | None) -> Tensor | None:
-    return None if tensor is None else tensor.detach().clone()
+def _batchable(problem: MatchingProblem, settings: MatchingSettings) -> bool:
+    """Whether the restarts may run as one batch: more than one, a separable optimizer, a
+    stateless, deterministic forward pass (no module in training mode: BatchNorm would update
+    its running statistics and dropout draw from the global generator, per restart), and a
+    model small enough to evaluate two restarts at once."""
+    training = any(module.training for module in problem.model.modules())
+    separable = settings.optimizer in SEPARABLE_OPTIMIZERS
+    several = min(settings.restarts, restarts_per_chunk(problem)) > 1
+    return several and separable and not training
 
 
 def run_matching(
-    problem: MatchingProblem, settings: MatchingSettings, *, attack: str
+    problem: MatchingProblem,
+    settings: MatchingSettings,
+    *,
+    attack: str,
+    batch_restarts: bool = True,
 ) -> Reconstruction:
     """Optimise from ``settings.restarts`` seeded random starts; keep the lowest objective.
 
+    With ``batch_restarts`` (the default), several restarts, Adam and a model in eval mode,
+    the restarts run as one batched problem (`matching_batched`, evaluated in chunks of
+    `restarts_per_chunk`), with the results of running them one by one up to floating-point
+    reduction order; otherwise (one restart, L-BFGS, a model in training mode or too large
+    for two restarts at once, or ``batch_restarts=False``, the reference) one after another.
     Shapes: returns inputs shaped ``problem.input_shape``.
     """
     captured: list[Tensor] = []
     hook = problem.classifier.register_forward_hook(
         lambda _module, args, _out: captured.append(args[0])
     )
-    objective = _objective(problem, settings, captured)
     generator = torch.Generator().manual_seed(settings.seed)
-    results: list[RestartResult] = []
+    starts = [_start(problem, generator) for _ in range(settings.restarts)]
     total = settings.restarts * settings.iterations
     try:
         with tqdm(total=total, desc=attack, disable=not settings.progress, leave=False) as bar:
-            for _ in range(settings.restarts):
-                results.append(_restart(objective, problem, settings, generator, bar))
+            if batch_restarts and _batchable(problem, settings):
+                results = run_batched_restarts(problem, settings, starts, captured, bar)
+            else:
+                objective = _objective(problem, settings, captured)
+                results = [_restart(objective, problem, settings, one, bar) for one in starts]
     finally:
         hook.remove()
     index = min(range(len(results)), key=lambda i: results[i].objective)

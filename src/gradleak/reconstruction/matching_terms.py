@@ -1,0 +1,39 @@
+"""The terms of the gradient-matching objective: gradient distance and total variation.
+
+Pure kernels shared by the one-restart objective (`matching.py`) and the batched one
+(`matching_batched.py`, where they run per restart under `torch.vmap`).
+
+Paper: Zhu et al., NeurIPS 2019 (Euclidean distance); Geiping et al., NeurIPS 2020 (cosine
+distance, total variation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+
+def total_variation(images: Tensor) -> Tensor:
+    """Mean absolute difference of neighbouring pixels, both directions (Geiping et al.).
+
+    Shapes: (B, C, H, W) -> scalar.
+    """
+    horizontal = (images[..., :, 1:] - images[..., :, :-1]).abs().mean()
+    vertical = (images[..., 1:, :] - images[..., :-1, :]).abs().mean()
+    return horizontal + vertical
+
+
+def gradient_distance(
+    gradients: Sequence[Tensor], targets: Sequence[Tensor], *, distance: str, target_norm: Tensor
+) -> Tensor:
+    """Euclidean: sum ||g - t||^2. Cosine: 1 - <g, t> / (||g|| ||t||) over all layers jointly.
+
+    Shapes: matching sequences of parameter-shaped tensors -> scalar.
+    """
+    if distance == "euclidean":
+        return sum(((g - t) ** 2).sum() for g, t in zip(gradients, targets, strict=True))
+    dot = sum((g * t).sum() for g, t in zip(gradients, targets, strict=True))
+    norm = torch.sqrt(sum((g * g).sum() for g in gradients))
+    return 1 - dot / (norm * target_norm + 1e-30)
