@@ -38,7 +38,11 @@ from gradleak.reconstruction.matching_restarts import (
     make_optimizer,
 )
 from gradleak.reconstruction.matching_settings import MatchingSettings
-from gradleak.reconstruction.matching_terms import gradient_distance, total_variation
+from gradleak.reconstruction.matching_terms import (
+    gradient_distance,
+    total_variation,
+    weighted_objective,
+)
 from gradleak.reconstruction.result import Reconstruction
 
 __all__ = [
@@ -140,15 +144,15 @@ def _objective(
         # The client's mean-reduced cross-entropy (B = 1: the single input's loss).
         loss = -(label * functional.log_softmax(logits, dim=-1)).sum() / logits.shape[0]
         gradients = torch.autograd.grad(loss, leaves, create_graph=True)
-        total = gradient_distance(
-            gradients, problem.targets, distance=settings.distance, target_norm=target_norm
+        feature = (captured[0], problem.feature, feature_norm) if captured else None
+        return weighted_objective(
+            gradients,
+            problem.targets,
+            dummy,
+            settings,
+            target_norm=target_norm,
+            feature=feature,
         )
-        if settings.tv_weight > 0:
-            total = total + settings.tv_weight * total_variation(dummy)
-        if settings.feature_weight > 0:
-            gap = ((captured[0] - problem.feature) ** 2).sum() / feature_norm
-            total = total + settings.feature_weight * gap
-        return total
 
     return objective
 

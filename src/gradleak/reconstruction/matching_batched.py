@@ -32,7 +32,7 @@ from gradleak.reconstruction.matching_restarts import (
     make_optimizer,
 )
 from gradleak.reconstruction.matching_settings import MatchingSettings
-from gradleak.reconstruction.matching_terms import gradient_distance, total_variation
+from gradleak.reconstruction.matching_terms import weighted_objective
 
 if TYPE_CHECKING:
     from gradleak.reconstruction.matching import MatchingProblem
@@ -87,18 +87,15 @@ def batched_objective(
     def one_restart(dummy: Tensor, label_logits: Tensor | None) -> Tensor:
         label = problem.label if label_logits is None else functional.softmax(label_logits, -1)
         gradients, features = parameter_gradient(parameters, dummy, label)
-        total = gradient_distance(
+        feature = (features[0], problem.feature, feature_norm) if features else None
+        return weighted_objective(
             [gradients[name] for name in problem.names],
             problem.targets,
-            distance=settings.distance,
+            dummy,
+            settings,
             target_norm=target_norm,
+            feature=feature,
         )
-        if settings.tv_weight > 0:
-            total = total + settings.tv_weight * total_variation(dummy)
-        if settings.feature_weight > 0:
-            gap = ((features[0] - problem.feature) ** 2).sum() / feature_norm
-            total = total + settings.feature_weight * gap
-        return total
 
     return torch.vmap(
         one_restart,
