@@ -287,5 +287,5 @@ def test_speed_report_times_one_batched_and_sequential_restarts():
         assert result[key] > 0
     assert result["restarts_ratio"] == result["restarts_s"] / result["one_restart_s"]
     table = matching_speed.markdown([result, result]).splitlines()
-    assert len(table) == 4 and "3 restarts batched s" in table[0]
+    assert len(table) == 4 and "3 restarts, default path s" in table[0]
     assert matching_speed.markdown(result).splitlines()[2].startswith("| lenet |")

@@ -17,8 +17,9 @@ def test_markdown_reports_both_ratios_per_row():
     lines = table.strip().splitlines()
     assert len(lines) == 2 + len(rows)
     # x client step = recovery / client; x known-scale named = recovery / the first path's.
-    assert "| 1.000 | 2.00 | 1.00 | 4/4 |" in lines[2]
-    assert "| 3.000 | 6.00 | 3.00 | 4/4 |" in lines[4]
+    # auto / named = the auto row over the unknown-scale named row.
+    assert "| 1.000 | 2.00 | 1.00 | - | 4/4 |" in lines[2]
+    assert "| 3.000 | 6.00 | 3.00 | 1.50 | 4/4 |" in lines[4]
 
 
 def test_single_input_times_every_path_and_counts_verdicts():
