@@ -1,10 +1,17 @@
 """The command line: help, the recover demo, saved observations, the quick benchmark."""
 
 import json
+import re
+import time
 
 import pytest
+import torch
 
+import gradleak
+from gradleak.cli.call_timing import timed_calls
 from gradleak.cli.main import build_parser, main
+from gradleak.client import load_saved_observation, save_observation
+from gradleak.models import Architecture
 
 
 def test_help_lists_every_command(capsys):
@@ -82,3 +89,101 @@ def test_bench_is_the_runner_on_a_shipped_config(tmp_path, capsys):
     table = (bench / "table.md").read_text()
     assert "fast-search" in table and "idlg" in table and "median / fast-search" in table
     assert main(["bench", "table1", "--quick", "--out", str(bench)]) == 2  # never overwritten
+
+
+# --- what recover says: header, verdict, rows shown, the saved file, warm and first timing ---
+
+
+def test_recover_names_its_target_and_ends_with_a_verdict(capsys):
+    assert main(["recover", "--index", "2", "--label-family", "smoothing", "--eps", "0.1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("attacking lenet (fresh, uniform init, seed 0) on embedded-cifar10")
+    assert "test image 2 (class " in lines[0] and "client label smoothing eps=0.1" in lines[0]
+    assert lines[-1].startswith("verdict: recovered a smoothing label (")
+    assert "eps 0.1" in lines[-1]
+
+
+def test_recover_verdict_names_a_refusal_and_why(capsys):
+    assert main(["recover", "--label-family", "mixup", "--attack-family", "hard"]) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last.startswith("verdict: refused: no scalar fits the hard family")
+
+
+def test_recover_says_how_many_classes_it_shows(capsys):
+    assert main(["recover", "--dataset", "embedded-cifar100"]) == 0
+    text = capsys.readouterr().out
+    rows = [line for line in text.splitlines() if line[:5].strip().isdigit()]
+    assert f"(showing {len(rows)} of 100 classes: the 5 largest recovered and true" in text
+    assert main(["recover"]) == 0
+    assert "showing" not in capsys.readouterr().out  # ten classes: every row
+
+
+def test_recover_reports_warm_and_first_call_times(capsys):
+    assert main(["recover"]) == 0
+    timing = next(line for line in capsys.readouterr().out.splitlines() if "recovery time" in line)
+    assert re.fullmatch(
+        r"recovery time [\d.]+ (ms|s) warm \(median of [1-5] calls\); first call [\d.]+ (ms|s) "
+        r"\(includes one-time warm-up\)",
+        timing,
+    )
+    assert main(["recover", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["seconds"] > 0 and record["first_call_seconds"] > 0
+    assert (record["model"], record["dataset"]) == ("lenet", "embedded-cifar10")
+
+
+def test_timed_calls_separate_the_first_call_from_warm_ones():
+    calls = []
+
+    def recovery():
+        time.sleep(0.05 if not calls else 0.0)
+        calls.append(1)
+        return len(calls)
+
+    result, timing = timed_calls(recovery, warm_calls=3)
+    assert result == 1 and len(calls) == 4 and timing.warm_calls == 3
+    assert timing.first_seconds >= 0.05 > timing.warm_seconds
+    slow = timed_calls(lambda: time.sleep(0.03), warm_calls=5, budget_seconds=0.01)[1]
+    assert slow.warm_calls == 1  # at least one warm call, then the budget stops them
+
+
+def test_save_observation_says_what_it_wrote(tmp_path, capsys):
+    path = tmp_path / "obs.safetensors"
+    assert main(["recover", "--model", "fcn4", "--save-observation", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith("saved the observation (fcn4 on embedded-imagenet, ")
+    assert f"MiB) to {path}" in lines[1] and f"--observation {path}" in lines[1]
+    saved = load_saved_observation(path)
+    assert saved.architecture == Architecture("fcn4", 1000, 3, 64)
+    assert saved.dataset == "embedded-imagenet"
+    assert main(["recover", "--observation", str(path)]) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert header == (
+        f"attacking observation {path}: fcn4 on embedded-imagenet, 1 input, 1000 classes; "
+        "the truth is unknown"
+    )
+    again = tmp_path / "again.safetensors"
+    assert main(["recover", "--save-observation", str(again), "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["converged"] and f"to {again}" in err  # stdout stays one record
+
+
+def test_an_observation_file_without_model_still_loads(tmp_path, capsys):
+    model = gradleak.models.build("lenet", num_classes=10, init="uniform", seed=0)
+    label = gradleak.labels.smoothing(1, 10, 0.2)
+    observation, _ = gradleak.simulate_client_step(model, torch.rand(3, 32, 32), label)
+    path = save_observation(observation, tmp_path / "old.safetensors")  # no architecture
+    saved = load_saved_observation(path)
+    assert (saved.architecture, saved.dataset) == (None, "")
+    assert main(["recover", "--observation", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert "model and dataset not recorded" in text.splitlines()[0]
+    assert "verdict: recovered" in text
+
+
+def test_recover_lists_each_method_once(capsys):
+    with pytest.raises(SystemExit):
+        main(["recover", "--help"])
+    usage = capsys.readouterr().out
+    choices = usage.split("--method {", 1)[1].split("}", 1)[0].split(",")
+    assert len(choices) == len(set(choices)) and "llg" in choices

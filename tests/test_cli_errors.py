@@ -258,7 +258,10 @@ def test_classifier_only_observation_says_so(lenet_observation_file, tmp_path, c
     _, head = lenet_observation_file
     argv = ["reconstruct", "--observation", str(head), "--variants", "ours",
             "--out", str(tmp_path / "run")]  # fmt: skip
-    assert main(argv) == 2
+    assert main(argv) == 2  # a file without the model's name needs --model
+    line = _error(capsys)
+    assert "does not record its model" in line and "pass --model" in line
+    assert main([*argv, "--model", "lenet"]) == 2
     line = _error(capsys)
     assert "--model lenet" in line and "classifier_only" in line
 
@@ -271,3 +274,130 @@ def test_flags_that_would_be_ignored_are_refused(lenet_observation_file, tmp_pat
     assert main(["recover", "--observation", str(full), "--overwrite"]) == 2
     assert "--overwrite applies to --save-observation" in _error(capsys)
     assert not (tmp_path / "x").exists()
+
+
+# --- observation files that name their model; --checkpoint against the other flags -----------
+
+
+@pytest.fixture(scope="module")
+def recorded_observation_file(tmp_path_factory):
+    """A lenet observation on embedded CIFAR-10, with its model and dataset in the header."""
+    folder = tmp_path_factory.mktemp("recorded")
+    model = gradleak.models.build("lenet", num_classes=10, init="uniform", seed=0)
+    label = gradleak.labels.smoothing(1, 10, 0.2)
+    observation, _ = gradleak.simulate_client_step(model, torch.rand(3, 32, 32), label)
+    return save_observation(
+        observation,
+        folder / "recorded.safetensors",
+        architecture=model.architecture,
+        dataset="embedded-cifar10",
+    )
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (
+            ["--model", "resnet18"],
+            "this observation is of a lenet; --model resnet18 does not match",
+        ),
+        (
+            ["--dataset", "embedded-cifar100"],
+            "this observation is of embedded-cifar10 images; --dataset embedded-cifar100 does "
+            "not match",
+        ),
+    ],
+)
+def test_recorded_observation_names_the_flag_that_contradicts_it(
+    recorded_observation_file, tmp_path, capsys, monkeypatch, flags, expected
+):
+    _no_work(monkeypatch, gradleak.cli.reconstruct, "run_variant")
+    argv = ["reconstruct", "--observation", str(recorded_observation_file), *flags,
+            "--out", str(tmp_path / "run")]  # fmt: skip
+    assert main(argv) == 2
+    line = _error(capsys)
+    assert expected in line and "classifier_only" not in line
+
+
+@pytest.fixture(scope="module")
+def lenet_checkpoint(tmp_path_factory):
+    from gradleak.models import save_checkpoint
+
+    model = gradleak.models.build("lenet", num_classes=10, init="uniform", seed=3)
+    path = tmp_path_factory.mktemp("checkpoints") / "lenet.safetensors"
+    return save_checkpoint(model, path, training={"dataset": "embedded-cifar10"})
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["--model", "resnet18"], "--model resnet18 does not match --checkpoint"),
+        (["--dataset", "embedded-cifar100"], "--dataset embedded-cifar100 has 100 classes"),
+        (["--init", "uniform"], "--init applies to a fresh model"),
+        (["--image-size", "64"], "--image-size 64 does not match --checkpoint"),
+        (["--classifier-bias"], "--classifier-bias does not match --checkpoint"),
+    ],
+)
+def test_checkpoint_refuses_flags_that_contradict_it(
+    lenet_checkpoint, capsys, monkeypatch, flags, expected
+):
+    _no_work(monkeypatch, gradleak, "simulate_client_step")
+    assert main(["recover", "--checkpoint", str(lenet_checkpoint), *flags]) == 2
+    line = _error(capsys)
+    assert expected in line and str(lenet_checkpoint) in line
+
+
+def test_checkpoint_file_errors_name_the_flag(tmp_path, capsys):
+    assert main(["recover", "--checkpoint", str(tmp_path / "none.safetensors")]) == 2
+    line = _error(capsys)
+    assert line.startswith("gradleak recover: error: --checkpoint: ") and "does not exist" in line
+    (tmp_path / "bad.safetensors").write_text("not a checkpoint")
+    assert main(["recover", "--checkpoint", str(tmp_path / "bad.safetensors")]) == 2
+    assert "--checkpoint: " in _error(capsys)
+
+
+def test_checkpoint_against_an_observation(
+    lenet_checkpoint, recorded_observation_file, tmp_path, capsys, monkeypatch
+):
+    argv = ["recover", "--observation", str(recorded_observation_file),
+            "--checkpoint", str(lenet_checkpoint)]  # fmt: skip
+    assert main(argv) == 2
+    assert "leave --checkpoint out" in _error(capsys)
+    _no_work(monkeypatch, gradleak.cli.reconstruct, "run_variant")
+    from gradleak.models import save_checkpoint
+
+    small = gradleak.models.build("lenet", num_classes=10, in_channels=1, image_size=28, seed=0)
+    other = save_checkpoint(small, tmp_path / "gray.safetensors", training={"dataset": "x"})
+    argv = ["reconstruct", "--observation", str(recorded_observation_file),
+            "--checkpoint", str(other), "--out", str(tmp_path / "run")]  # fmt: skip
+    assert main(argv) == 2
+    line = _error(capsys)
+    assert "this observation is of a lenet (10 classes, 3x32x32 inputs)" in line
+    assert f"--checkpoint {other} holds a lenet (10 classes, 1x28x28 inputs)" in line
+
+
+@pytest.mark.parametrize(
+    ("architecture", "expected"),
+    [
+        ("{not json", "metadata architecture is not JSON"),
+        ('{"name": "lenet"}', "lacks"),
+        (
+            '{"name": "lenet", "num_classes": 100, "in_channels": 3, "image_size": 32}',
+            "metadata architecture has 100 classes, the classifier's gradient 10",
+        ),
+    ],
+)
+def test_observation_with_a_broken_architecture_names_the_file(
+    recorded_observation_file, tmp_path, capsys, architecture, expected
+):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(recorded_observation_file), framework="pt") as handle:
+        metadata = handle.metadata()
+        tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+    broken = tmp_path / "broken.safetensors"
+    save_file(tensors, str(broken), metadata=metadata | {"architecture": architecture})
+    assert main(["recover", "--observation", str(broken)]) == 2
+    line = _error(capsys)
+    assert str(broken) in line and expected in line

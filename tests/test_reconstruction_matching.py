@@ -1,5 +1,7 @@
 """Gradient matching (DLG, inverting gradients), oracle labels and the reconstruction variants."""
 
+import sys
+
 import pytest
 import torch
 
@@ -209,3 +211,32 @@ def test_cosine_distance_is_zero_for_parallel_gradients():
     assert float(gradient_distance(gradients, scaled, distance="euclidean", target_norm=norm)) == (
         pytest.approx(14.0)
     )
+
+
+def test_progress_shows_on_request_hides_on_request_and_changes_nothing(client, capsys):
+    model, observation, _, estimate = client
+    run = {"labels": estimate, "iterations": 6, "restarts": 2, "image_mean": MEAN, "image_std": STD}
+    shown = gradleak.reconstruct(observation, model, "inverting-gradients", progress=True, **run)
+    assert "inverting-gradients" in capsys.readouterr().err  # the tqdm bar, on stderr
+    hidden = gradleak.reconstruct(observation, model, "inverting-gradients", progress=False, **run)
+    assert capsys.readouterr().err == ""
+    torch.testing.assert_close(shown.inputs, hidden.inputs, rtol=0, atol=0)
+    assert shown.history == hidden.history
+
+
+def test_progress_is_automatic_for_a_long_run_someone_can_see(monkeypatch, capsys):
+    from gradleak.reconstruction.matching_settings import AUTO_PROGRESS_STEPS
+
+    def built(**params):
+        return InvertingGradients(**params).settings.progress
+
+    assert not built()  # the paper's 4800 x 10 steps, but stderr is captured: nobody sees it
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert built() and built(iterations=AUTO_PROGRESS_STEPS, restarts=1)
+    assert not built(iterations=AUTO_PROGRESS_STEPS - 1, restarts=1)
+    assert not built(progress=False) and built(iterations=1, progress=True)
+    # Given settings decide for themselves (the experiments' runs stay quiet).
+    assert not built(settings=MatchingSettings())
+    assert built(settings=MatchingSettings(iterations=1, progress=True))
+    with pytest.raises(ValueError, match="progress must be True, False or None"):
+        built(progress="yes")

@@ -129,7 +129,7 @@ def test_interrupted_run_resumes_without_repeating_or_losing_trials(tmp_path):
     run_experiment(config, full, workers=1, progress=False)
     reference = _records(full)
     assert len(reference) == 9
-    with pytest.raises(FileExistsError, match="--resume"):
+    with pytest.raises(FileExistsError, match="pass resume=True"):
         run_experiment(config, full, workers=1, progress=False)
 
     cut = tmp_path / "cut"

@@ -46,6 +46,7 @@ class ProbeCase:
     pid_folder: str = ""
     fail_at: int = -1
     interrupt_file: str = ""
+    interrupt_trial: int = 1
     lock_file: str = ""
 
     @property
@@ -68,7 +69,11 @@ def _probe_trial(task):
     case = task.case
     if case.pid_folder:
         (Path(case.pid_folder) / str(os.getpid())).write_text("")
-    if case.interrupt_file and task.trial == 1 and Path(case.interrupt_file).exists():
+    if (
+        case.interrupt_file
+        and task.trial == case.interrupt_trial
+        and Path(case.interrupt_file).exists()
+    ):
         Path(case.interrupt_file).unlink()  # one Ctrl-C only, so the resume completes
         raise KeyboardInterrupt
     if task.trial == case.fail_at:
@@ -443,7 +448,7 @@ def test_a_run_that_fails_before_its_first_record_leaves_no_folder(probe, tmp_pa
     out = tmp_path / "parent" / "run"
     with pytest.raises(RuntimeError, match="probe trial failed"):
         run_experiment(_config(ProbeCase("a", fail_at=0)), out, workers=1, progress=False)
-    assert not out.exists()
+    assert not out.exists() and not out.parent.exists()  # nor the parent it made for it
     config = _config(ProbeCase("a", fail_at=1))
     with pytest.raises(RuntimeError, match="probe trial failed"):
         run_experiment(config, out, workers=1, progress=False)
@@ -470,3 +475,97 @@ def test_ctrl_c_saves_what_finished_and_prints_the_resume_command(probe, tmp_pat
     assert command[:2] == ["gradleak", "run"] and "--resume" in command and str(out) in command
     assert main(command[1:]) == 0
     assert len((out / "records.jsonl").read_text().splitlines()) == 8
+
+
+def _probe_toml(tmp_path: Path, interrupt: Path, trial: int = 1) -> Path:
+    config = tmp_path / "probe.toml"
+    config.write_text(
+        f'name = "probe"\nsuite = "thread-probe"\n[defaults]\ninterrupt_file = "{interrupt}"\n'
+        f'interrupt_trial = {trial}\n[[cases]]\nlabel = "a"\n[[cases]]\nlabel = "b"\n'
+    )
+    interrupt.write_text("")
+    return config
+
+
+def _interrupt_line(capsys, command: str) -> str:
+    error = [line for line in capsys.readouterr().err.splitlines() if f"gradleak {command}" in line]
+    assert len(error) == 1, error
+    return error[0]
+
+
+def test_the_resume_command_keeps_every_option_and_the_command(probe, tmp_path, capsys):
+    config = _probe_toml(tmp_path, tmp_path / "interrupt")
+    out = tmp_path / "run folder"
+    argv = ["bench", str(config), "--set", "seed=7", "--workers", "1", "--out", str(out)]
+    assert main([*argv, "--no-report"]) == 130
+    line = _interrupt_line(capsys, "bench")
+    assert "interrupted; 1 of 4 trials saved in" in line
+    command = shlex.split(line.split("continue with: ", 1)[1])
+    assert command[:2] == ["gradleak", "bench"]
+    assert command[command.index("--set") + 1] == "seed=7"
+    assert command[command.index("--workers") + 1] == "1"
+    # Without --set seed=7 the resume would refuse: the resolved config differs.
+    assert main(command[1:]) == 0
+    assert json.loads((out / "manifest.json").read_text())["config"]["seed"] == 7
+
+
+def test_ctrl_c_before_the_first_trial_leaves_no_folder_and_says_so(probe, tmp_path, capsys):
+    config = _probe_toml(tmp_path, tmp_path / "interrupt", trial=0)
+    out = tmp_path / "new" / "run"
+    assert main(["run", str(config), "--workers", "1", "--out", str(out), "--no-report"]) == 130
+    line = _interrupt_line(capsys, "run")
+    assert "nothing saved, no folder left" in line and not (tmp_path / "new").exists()
+    command = shlex.split(line.split("start again with: ", 1)[1])
+    assert "--resume" not in command and main(command[1:]) == 0
+
+
+def test_ctrl_c_in_the_report_says_the_trials_are_saved(probe, tmp_path, capsys, monkeypatch):
+    from gradleak.cli import report
+
+    def interrupted(folder):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "write_report", interrupted)
+    config = _probe_toml(tmp_path, tmp_path / "never", trial=-1)
+    out = tmp_path / "run"
+    assert main(["run", str(config), "--workers", "1", "--out", str(out)]) == 130
+    line = _interrupt_line(capsys, "run")
+    assert "interrupted in the report; every trial is saved" in line
+    assert line.endswith(shlex.join(["gradleak", "report", str(out)]))
+
+
+@pytest.mark.parametrize(
+    ("labels", "extra", "message"),
+    [
+        (True, ["--set", "defaults.samples=0"], "samples"),
+        (True, ["--set", "nonsense=1"], "unknown key"),
+        (False, ["--set", "defaults.fail_at=0"], "probe trial failed"),
+        (False, ["--set", "defaults.fail_at=0", "--workers", "2"], "probe trial failed"),
+        (False, ["--out", "a-file"], "is a file, not a run folder"),
+        (False, ["--out", "a-file", "--resume"], "is a file, not a run folder"),
+        (False, ["--out", "a-file/run"], "is a file, not a folder"),
+        (True, ["--set", "defaults.data_root=missing"], "is not a folder"),
+        (True, [], "--set defaults.data_root=PATH"),  # no CIFAR-10 folder: the trial fails
+        (True, ["--workers", "2"], "--set defaults.data_root=PATH"),
+    ],
+)
+def test_a_run_that_fails_before_its_first_trial_leaves_no_folder(
+    probe, tmp_path, capsys, monkeypatch, labels, extra, message
+):
+    monkeypatch.chdir(tmp_path)
+    if labels:
+        config = tmp_path / "cifar.toml"
+        config.write_text(LABELS.replace("embedded-cifar10", "cifar10"))
+    else:
+        config = _probe_toml(tmp_path, tmp_path / "never", trial=-1)
+    (tmp_path / "a-file").write_text("")
+    before = sorted(path.name for path in tmp_path.iterdir())
+    argv = ["run", str(config), "--workers", "1", "--no-report", *extra]
+    try:
+        code = main(argv)
+    except RuntimeError as error:  # a trial's own failure is not an expected error: traceback
+        code, text = None, str(error)
+    else:
+        text = capsys.readouterr().err
+    assert code in (2, None) and message in text
+    assert sorted(path.name for path in tmp_path.iterdir()) == before  # no runs/, no folder

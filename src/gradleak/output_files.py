@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from gradleak.parameter_hints import Hint, OutputExistsError
+
 
 def _umask() -> int:
     current = os.umask(0)
@@ -97,7 +99,8 @@ def check_new_file(
     """Check, before any work, that ``path`` can be written as a new (or replaced) file.
 
     ``name`` is how the caller calls the argument in messages (``--out`` on the command line,
-    ``path`` in the library), ``overwrite_flag`` how a user asks to replace an existing file.
+    ``path`` in the library), ``overwrite_flag`` how a Python caller asks to replace an existing
+    file (a command shows its own flag: the error's hint is keyed ``overwrite``).
     Raises ValueError (wrong suffix), IsADirectoryError, FileExistsError or PermissionError.
     """
     path = Path(path)
@@ -106,7 +109,9 @@ def check_new_file(
     if path.is_dir():
         raise IsADirectoryError(f"{name} {path} is a folder; expected a file path")
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{name} {path} exists; pass {overwrite_flag} to replace it")
+        raise OutputExistsError(
+            f"{name} {path} exists; pass ", Hint("overwrite", overwrite_flag), " to replace it"
+        )
     if path.exists() and not os.access(path, os.W_OK):
         raise PermissionError(f"{name} {path} exists and is not writable")
     _check_writable_parent(path, name)

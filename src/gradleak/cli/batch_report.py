@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import gradleak
+from gradleak.cli.call_timing import CallTiming, timed_calls
 from gradleak.client import ClientSecret, GradientObservation
 from gradleak.metrics import match_labels, relative_feature_error
 from gradleak.recovery.batch import BatchEstimate
@@ -37,7 +37,19 @@ def _truth_columns(estimate: BatchEstimate, secret: ClientSecret) -> dict[int, d
     return matched
 
 
-def _describe(estimate: BatchEstimate, secret: ClientSecret | None, seconds: float) -> str:
+def _verdict(estimate: BatchEstimate) -> str:
+    if not estimate.converged:
+        return (
+            f"verdict: refused ({estimate.num_recovered} of {estimate.num_samples} samples "
+            f"reported): {estimate.reason}"
+        )
+    return (
+        f"verdict: recovered all {estimate.num_samples} samples' {estimate.family} labels "
+        "and last-layer features"
+    )
+
+
+def _describe(estimate: BatchEstimate, secret: ClientSecret | None, timing: CallTiming) -> str:
     batch = estimate.num_samples
     lines = [
         f"batch of {batch} inputs; method {estimate.method}, family {estimate.family} "
@@ -78,7 +90,7 @@ def _describe(estimate: BatchEstimate, secret: ClientSecret | None, seconds: flo
         lines.append(
             f"true classes (class: count): { {c: n for c, n in enumerate(true_counts) if n} }"
         )
-    lines.append(f"recovery time {seconds:.3f} s")
+    lines += [timing.line(), _verdict(estimate)]
     return "\n".join(lines)
 
 
@@ -89,17 +101,20 @@ def run_batch(
     method: str,
 ) -> int:
     """Recover every sample of a batch observation and print (or --json) the answer."""
-    start = time.perf_counter()
-    estimate = gradleak.recover_batch(
-        observation, args.attack_family, method=method, scale=args.scale
+    estimate, timing = timed_calls(
+        lambda: gradleak.recover_batch(
+            observation, args.attack_family, method=method, scale=args.scale
+        )
     )
-    seconds = time.perf_counter() - start
     if args.json:
-        record = estimate.to_dict() | {"seconds": seconds}
+        record = estimate.to_dict() | {
+            "seconds": timing.warm_seconds,
+            "first_call_seconds": timing.first_seconds,
+        }
         if secret is not None:
             record["true_labels"] = secret.soft_label.tolist()
             record["matched"] = list(_truth_columns(estimate, secret).values())
         print(json.dumps(record))
     else:
-        print(_describe(estimate, secret, seconds))
+        print(_describe(estimate, secret, timing))
     return 0

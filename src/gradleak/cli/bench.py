@@ -21,7 +21,7 @@ MATCHING = {
     "lenet": {"iterations": 200, "rounds": 5, "restart_iterations": 20},
     "resnet18": {"iterations": 5, "rounds": 3, "restart_iterations": 5},
 }
-#: ``--quick``: LeNet only (seconds), the recovery on 3 inputs per family and 1 batch.
+#: ``--quick``: LeNet only (14 s), the recovery on 3 inputs per family and 1 batch.
 MATCHING_QUICK = {"lenet": {"iterations": 20, "rounds": 2, "restart_iterations": 5}}
 
 

@@ -2,7 +2,8 @@
 
 Expected failures (ValueError for bad input, OSError and its subclasses for files) end as one
 line ``gradleak COMMAND: error: MESSAGE`` on stderr and exit code 2; Ctrl-C as one line and
-exit code 130. ``--debug`` shows the traceback instead.
+exit code 130. ``--debug`` shows the traceback instead. A remedy that names a library parameter
+(``root=PATH``) is shown as the command's own flag (`parameter_flags`).
 """
 
 from __future__ import annotations
@@ -10,8 +11,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Mapping
 
 from gradleak.cli import audit, bench, reconstruct, recover, report, run, train
+from gradleak.cli.parameter_flags import flags_of
+from gradleak.parameter_hints import spelled
 from gradleak.version import __version__
 
 COMMANDS = {
@@ -45,9 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def one_line(error: BaseException) -> str:
-    """The error's message on one line (its lines joined), or its type if it has none."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+def one_line(error: BaseException, flags: Mapping[str, str] | None = None) -> str:
+    """The error's message on one line (its lines joined), or its type if it has none; a
+    parameter it names as a remedy is spelled as the command's flag (``flags``)."""
+    lines = [line.strip() for line in spelled(error, flags or {}).splitlines() if line.strip()]
     return "; ".join(lines) or type(error).__name__
 
 
@@ -59,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as error:
         if args.debug:
             raise
-        print(f"gradleak {args.command}: error: {one_line(error)}", file=sys.stderr)
+        print(f"gradleak {args.command}: error: {one_line(error, flags_of(args))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         if args.debug:

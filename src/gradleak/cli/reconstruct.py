@@ -12,19 +12,28 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from torch import Tensor, nn
+from torch import Tensor
 
 import gradleak
 from gradleak.cli.arguments import add_scale_argument, integer, number
-from gradleak.cli.simulation import add_client_arguments, load_images, simulate
-from gradleak.client import ClientSecret, GradientObservation, load_observation
+from gradleak.cli.observed_model import observed_model
+from gradleak.cli.reconstruct_budget import (
+    FULL_BUDGET,
+    budget_line,
+    estimate_seconds,
+    quick_help,
+    resolve_budget,
+)
+from gradleak.cli.simulation import add_client_arguments, describe_client, simulate
+from gradleak.client import ClientSecret, GradientObservation
 from gradleak.data import ImageSet
-from gradleak.experiments.figures import save_grid
+from gradleak.experiments.figures import save_grid, scores_text
 from gradleak.experiments.variants import (
     CNN_VARIANTS,
     FCN_VARIANTS,
     FEATURE_WEIGHT,
     VARIANTS,
+    describe_budget,
     run_variant,
 )
 from gradleak.metrics import score_batch_images, to_unit_range
@@ -40,8 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--observation",
         type=Path,
         metavar="FILE",
-        help="attack a saved observation (full, not classifier-only) of --model on --dataset "
-        "images; weights come from the file, and no truth is known, so no PSNR is printed",
+        help="attack a saved observation (full, not classifier-only); weights come from the "
+        "file, which names its model and dataset (an older file needs --model and --dataset), "
+        "and no truth is known, so no PSNR is printed",
     )
     attack.add_argument(
         "--attack-family",
@@ -56,12 +66,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"(default: {','.join(FCN_VARIANTS)} for fcn4, {','.join(CNN_VARIANTS)} otherwise)",
     )
     attack.add_argument(
-        "--iterations", type=integer(1), default=1000, help="Adam steps per restart (>= 1)"
+        "--iterations",
+        type=integer(1),
+        help=f"Adam steps per restart (>= 1; default {FULL_BUDGET.iterations})",
     )
-    attack.add_argument("--restarts", type=integer(1), default=1, help="random restarts (>= 1)")
     attack.add_argument(
-        "--dlg-iterations", type=integer(1), default=100, help="L-BFGS steps of dlg (>= 1)"
+        "--restarts",
+        type=integer(1),
+        help=f"random restarts (>= 1; default {FULL_BUDGET.restarts})",
     )
+    attack.add_argument(
+        "--dlg-iterations",
+        type=integer(1),
+        help=f"L-BFGS steps of dlg (>= 1; default {FULL_BUDGET.dlg_iterations})",
+    )
+    attack.add_argument("--quick", action="store_true", help=quick_help())
     attack.add_argument(
         "--tv-weight",
         type=number(0),
@@ -78,7 +97,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _variants(args: argparse.Namespace, has_secret: bool) -> list[str]:
-    default = FCN_VARIANTS if args.model.startswith("fcn") else CNN_VARIANTS
+    default = FCN_VARIANTS if (args.model or "").startswith("fcn") else CNN_VARIANTS
     chosen = args.variants.split(",") if args.variants else list(default)
     unknown = [name for name in chosen if name not in VARIANTS]
     if unknown:
@@ -88,55 +107,13 @@ def _variants(args: argparse.Namespace, has_secret: bool) -> list[str]:
     return chosen
 
 
-def _check_fit(observation: GradientObservation, model: nn.Module, model_name: str) -> None:
-    """Refuse an observation whose parameters (names, shapes) are not those of ``model``."""
-    expected = {name: tuple(p.shape) for name, p in model.named_parameters() if p.requires_grad}
-    observed = {name: tuple(value.shape) for name, value in observation.parameters.items()}
-    head = f"{observation.classifier}."
-    if all(name.startswith(head) for name in observed) and len(observed) < len(expected):
-        raise ValueError(
-            f"this observation holds only the classifier's parameters (saved with "
-            f"classifier_only=True); --model {model_name} needs all {len(expected)} of them, so "
-            "save the observation in full"
-        )
-    missing = [name for name in expected if name not in observed]
-    unexpected = [name for name in observed if name not in expected]
-    reshaped = [
-        f"{name!r} is {observed[name]} in the observation, {expected[name]} in the model"
-        for name in expected
-        if name in observed and expected[name] != observed[name]
-    ]
-    problems = []
-    if missing:
-        problems.append(f"the model has {_few(missing)} that the observation lacks")
-    if unexpected:
-        problems.append(f"the observation has {_few(unexpected)} that the model has not")
-    problems += reshaped[:3]
-    if problems:
-        raise ValueError(
-            f"this observation's parameters do not fit --model {model_name}: " + "; ".join(problems)
-        )
-
-
-def _few(names: list[str], shown: int = 3) -> str:
-    more = f" and {len(names) - shown} more" if len(names) > shown else ""
-    return ", ".join(repr(name) for name in names[:shown]) + more
-
-
 def _observed(args: argparse.Namespace):
+    """The observation, its truth (None from a file), images, model, and a header line."""
     if args.observation is None:
-        return simulate(args)
-    observation = load_observation(args.observation)
-    images = load_images(args)  # the data's shape and statistics; the truth stays unknown
-    model = gradleak.models.build(
-        args.model,
-        num_classes=observation.num_classes,
-        seed=0,
-        in_channels=images.images.shape[1],
-        image_size=images.images.shape[-1],
-    )
-    _check_fit(observation, model, args.model)
-    return observation, None, images, model
+        observation, secret, images, model = simulate(args)
+        return observation, secret, images, model, describe_client(args, images, model)
+    observation, images, model, header = observed_model(args)
+    return observation, None, images, model, header
 
 
 def _recover(args: argparse.Namespace, observation: GradientObservation):
@@ -184,8 +161,16 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or Path("runs") / f"reconstruct-{time.strftime('%Y%m%d-%H%M%S')}"
     check_new_folder(out, name="--out")
     _variants(args, has_secret=True)  # unknown names fail now, not after the simulation
-    observation, secret, images, model = _observed(args)
+    plan = resolve_budget(args)
+    observation, secret, images, model, header = _observed(args)
+    print(header)
+    # The resolved choices (--checkpoint's or the file's model, --quick's budget), as every
+    # later line reads them.
+    args.model, args.dataset = model.architecture.name, images.name
+    args.iterations, args.restarts = plan.iterations, plan.restarts
+    args.dlg_iterations = plan.dlg_iterations
     estimate = _recover(args, observation)
+    variants = _variants(args, secret is not None)
     settings = MatchingSettings(
         iterations=args.iterations,
         restarts=args.restarts,
@@ -193,41 +178,62 @@ def run(args: argparse.Namespace) -> int:
         feature_weight=args.feature_weight,
         progress=True,
     )
+
+    def attack(variant: str, matching: MatchingSettings, dlg_iterations: int) -> Reconstruction:
+        return run_variant(
+            variant,
+            observation,
+            model,
+            estimate=estimate,
+            secret=secret,
+            settings=matching,
+            dlg_iterations=dlg_iterations,
+            image_mean=images.mean,
+            image_std=images.std,
+        )
+
+    timing = estimate_seconds(variants, settings, args.dlg_iterations, attack)
+    print(budget_line(variants, settings, args.dlg_iterations, quick=args.quick, estimate=timing))
     record = {
         "num_samples": observation.num_samples,
         "label_converged": estimate.converged,
         "family": estimate.family,
+        "model": args.model,
+        "dataset": args.dataset,
+        "budget": asdict(plan) | {"quick": args.quick},
         "variants": {},
     }
     truth = None if secret is None else to_unit_range(secret.inputs, images.mean, images.std)
     panels = [] if truth is None else [("truth", truth)]
     after = " (mean after assignment)" if observation.num_samples > 1 else ""
-    for name in _variants(args, secret is not None):
+    budgets = []
+    started = time.perf_counter()
+    for name in variants:
         start = time.perf_counter()
-        result = run_variant(
-            name,
-            observation,
-            model,
-            estimate=estimate,
-            secret=secret,
-            settings=settings,
-            dlg_iterations=args.dlg_iterations,
-            image_mean=images.mean,
-            image_std=images.std,
-        )
+        result = attack(name, settings, args.dlg_iterations)
         entry, unit = _entry(result, time.perf_counter() - start, secret, images)
         line = f"{name:>13}: objective {result.objective:.4g}, {entry['seconds']:.1f} s"
-        title = name
+        budget = describe_budget(name, settings, dlg_iterations=args.dlg_iterations)
+        if budget not in budgets:
+            budgets.append(budget)
+        title = f"{name}\n{budget}"
         if truth is not None:
             line += f", PSNR {entry['psnr']:.2f} dB, SSIM {entry['ssim']:.4f}{after}"
-            title += f"\n{entry['psnr']:.1f} dB"
+            title += f"\n{scores_text(entry['psnr'], entry['ssim'])}"
         panels.append((title, unit))
         if not result.converged:
             line += f"  (not converged: {result.reason})"
-        print(line)
+        print(line, flush=True)
         record["variants"][name] = entry
     out.mkdir(parents=True)
     write_atomic(out / "record.json", json.dumps(record, indent=2) + "\n")
-    save_grid(panels, out / "grid.png", title=f"{args.model}, {estimate.family} label")
-    print(f"record.json and grid.png in {out}")
+    # The client's family as asked (a batch's secret does not name one); a file has no truth.
+    family = (
+        estimate.family if secret is None else f"{args.label_family}, attacked as {estimate.family}"
+    )
+    title = f"{args.model}, {args.dataset}, label family {family}\nbudget {'; '.join(budgets)}"
+    if observation.num_samples > 1 and truth is not None:
+        title += "\nscores: mean over the batch after assignment"
+    save_grid(panels, out / "grid.png", title=title, row_label=args.model)
+    print(f"attacks took {time.perf_counter() - started:.1f} s; record.json and grid.png in {out}")
     return 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
+import sys
 from pathlib import Path
 
 import torch
@@ -14,8 +14,9 @@ import torch
 import gradleak
 from gradleak.cli.arguments import add_scale_argument
 from gradleak.cli.batch_report import run_batch
-from gradleak.cli.simulation import add_client_arguments, simulate
-from gradleak.client import load_observation, save_observation
+from gradleak.cli.call_timing import CallTiming, timed_calls
+from gradleak.cli.simulation import add_client_arguments, describe_client, simulate
+from gradleak.client import SavedObservation, load_saved_observation, save_observation
 from gradleak.metrics import label_l1, relative_feature_error
 from gradleak.output_files import check_new_file
 from gradleak.recovery import ATTACK_FAMILIES, METHODS, LabelEstimate
@@ -48,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     attack.add_argument(
         "--method",
-        choices=[*METHODS.keys(), *BATCH_METHODS.keys()],
+        choices=list(dict.fromkeys([*METHODS.keys(), *BATCH_METHODS.keys()])),  # llg is both
         help="recovery method (default fast-search for one input, batch-search for a batch); "
         + "; ".join(f"{key}: {text}" for key, text in METHODS.describe())
         + "; batch methods: "
@@ -58,25 +59,53 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON record instead")
 
 
+#: Up to this many classes every row is shown; above, the largest entries only.
+ALL_ROWS = 20
+#: The largest recovered (and true) entries shown above `ALL_ROWS` classes.
+TOP_ROWS = 5
+
+
 def _rows(estimate: LabelEstimate, truth: torch.Tensor | None) -> list[int]:
     size = estimate.num_classes
-    if size <= 20:
+    if size <= ALL_ROWS:
         return list(range(size))
-    picked = set(estimate.soft_label.topk(5).indices.tolist())
+    picked = set(estimate.soft_label.topk(TOP_ROWS).indices.tolist())
     if truth is not None:
-        picked |= set(truth.topk(5).indices.tolist())
+        picked |= set(truth.topk(TOP_ROWS).indices.tolist())
     return sorted(picked)
 
 
-def _report(estimate: LabelEstimate, secret, seconds: float) -> str:
+def verdict(estimate: LabelEstimate) -> str:
+    """One line: what was recovered, or that the method refused and why."""
+    if not estimate.converged:
+        return f"verdict: refused: {estimate.reason}"
+    top = int(estimate.soft_label.argmax())
+    params = ", ".join(
+        f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}"
+        for key, value in estimate.family_params.items()
+    )
+    return (
+        f"verdict: recovered a {estimate.family} label ({params}), top class {top} at "
+        f"{float(estimate.soft_label[top]):.4f}, and the last layer's input feature"
+    )
+
+
+def _report(estimate: LabelEstimate, secret, timing: CallTiming) -> str:
     truth = None if secret is None else secret.soft_label[0].double()
     lines = ["class    true  recovered" if truth is not None else "class  recovered"]
-    for index in _rows(estimate, truth):
+    rows = _rows(estimate, truth)
+    for index in rows:
         guess = float(estimate.soft_label[index])
         lines.append(
             f"{index:5d}  {float(truth[index]):6.4f}     {guess:6.4f}"
             if truth is not None
             else f"{index:5d}     {guess:6.4f}"
+        )
+    if len(rows) < estimate.num_classes:
+        largest = "recovered and true" if truth is not None else "recovered"
+        lines.append(
+            f"(showing {len(rows)} of {estimate.num_classes} classes: the {TOP_ROWS} largest "
+            f"{largest} entries; --json prints all)"
         )
     status = "converged" if estimate.converged else f"NOT converged: {estimate.reason}"
     lines += [
@@ -92,8 +121,21 @@ def _report(estimate: LabelEstimate, secret, seconds: float) -> str:
         error = relative_feature_error(estimate.features, secret.features[0])
         if error is not None:
             lines.append(f"feature relative error {error:.2e}")
-    lines.append(f"recovery time {1e3 * seconds:.2f} ms")
+    lines += [timing.line(), verdict(estimate)]
     return "\n".join(lines)
+
+
+def describe_saved(path: Path, saved: SavedObservation) -> str:
+    """One line: the observation file attacked and the model and data it records."""
+    inputs = saved.observation.num_samples
+    if saved.architecture is None:
+        what = "model and dataset not recorded (a file from an older gradleak)"
+    else:
+        what = f"{saved.architecture.name} on {saved.dataset or 'an unnamed dataset'}"
+    return (
+        f"attacking observation {path}: {what}, {inputs} input{'s' * (inputs > 1)}, "
+        f"{saved.observation.num_classes} classes; the truth is unknown"
+    )
 
 
 def _check_save_observation(args: argparse.Namespace) -> None:
@@ -129,24 +171,56 @@ def _check_method(method: str | None, num_samples: int) -> str:
     return method
 
 
+def _save(args: argparse.Namespace, observation, images, model) -> str:
+    """Write --save-observation FILE (with the model and dataset); the line that says so."""
+    path = save_observation(
+        observation,
+        args.save_observation,
+        overwrite=args.overwrite,
+        architecture=model.architecture,
+        dataset=images.name,
+    )
+    size = path.stat().st_size / 2**20
+    return (
+        f"saved the observation ({model.architecture.name} on {images.name}, "
+        f"{len(observation.parameters)} parameter tensors, {size:.2f} MiB) to {path}; attack it "
+        f"again with `gradleak recover --observation {path}`"
+    )
+
+
+def _say(args: argparse.Namespace, line: str) -> None:
+    """A line of the human report (none with --json: stdout is the record alone)."""
+    if not args.json:
+        print(line)
+
+
 def run(args: argparse.Namespace) -> int:
     _check_save_observation(args)
     secret = None
     if args.observation is not None:
-        observation = load_observation(args.observation)
+        if args.checkpoint is not None:
+            raise ValueError(
+                "--checkpoint chooses the simulated client's model; with --observation FILE "
+                "the file already holds what the server saw, so leave --checkpoint out"
+            )
+        saved = load_saved_observation(args.observation)
+        observation, architecture, dataset = saved.observation, saved.architecture, saved.dataset
+        _say(args, describe_saved(args.observation, saved))
     else:
         _check_method(args.method, args.batch_size)  # before the simulation
-        observation, secret, _, _ = simulate(args)
+        observation, secret, images, model = simulate(args)
+        architecture, dataset = model.architecture, images.name
+        _say(args, describe_client(args, images, model))
         if args.save_observation is not None:
-            save_observation(observation, args.save_observation, overwrite=args.overwrite)
+            print(_save(args, observation, images, model), file=sys.stderr if args.json else None)
     method = _check_method(args.method, observation.num_samples)
     if observation.num_samples > 1:
         return run_batch(args, observation, secret, method)
-    start = time.perf_counter()
-    estimate = gradleak.recover_label(
-        observation, args.attack_family, method=method, scale=args.scale
+    estimate, timing = timed_calls(
+        lambda: gradleak.recover_label(
+            observation, args.attack_family, method=method, scale=args.scale
+        )
     )
-    seconds = time.perf_counter() - start
     if args.json:
         record = {
             "converged": estimate.converged,
@@ -157,12 +231,15 @@ def run(args: argparse.Namespace) -> int:
             "residual": estimate.residual,
             "gradient_scale": estimate.gradient_scale,
             "soft_label": estimate.soft_label.tolist(),
-            "seconds": seconds,
+            "seconds": timing.warm_seconds,
+            "first_call_seconds": timing.first_seconds,
+            "model": None if architecture is None else architecture.name,
+            "dataset": dataset or None,
         }
         if secret is not None:
             record["true_label"] = secret.soft_label[0].tolist()
             record["l1"] = label_l1(estimate.soft_label, secret.soft_label[0])
         print(json.dumps(record))
     else:
-        print(_report(estimate, secret, seconds))
+        print(_report(estimate, secret, timing))
     return 0

@@ -38,10 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def in_config_order(records, manifest: dict) -> list[dict]:
     """Records sorted by their case's place in the config (then trial), not by finish order,
-    so that every table lists its rows as the config does."""
-    names = manifest["config"].get("case_names", [])
-    place = {name: index for index, name in enumerate(names)}
-    return sorted(records, key=lambda r: (place.get(r.get("case"), len(place)), r.get("trial", 0)))
+    so that every table lists its rows as the config does. Cases the manifest does not name
+    (a manifest older than ``case_names``) follow, each kept whole, in first-seen order."""
+    place = {name: index for index, name in enumerate(manifest["config"].get("case_names", []))}
+    for record in records:
+        place.setdefault(record.get("case"), len(place))
+    return sorted(records, key=lambda r: (place[r.get("case")], r.get("trial", 0)))
 
 
 def write_report(run_dir: Path) -> Report:

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from gradleak.cli.arguments import integer
+from gradleak.cli.parameter_flags import declare
 from gradleak.experiments.backends import BACKENDS, default_workers
 from gradleak.experiments.config import ExperimentConfig, load_config, shipped_configs
 from gradleak.experiments.records import RECORDS, complete_trials, parse_records
@@ -44,16 +45,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--address", help="Ray cluster address for --backend ray")
     parser.add_argument("--no-report", action="store_true", help="skip the report at the end")
+    declare(parser, root="--set defaults.data_root=PATH", resume="--resume")
 
 
-def resume_command(args: argparse.Namespace, out: Path) -> str:
-    """The command line that continues this run in ``out``."""
-    words = ["gradleak", "run", str(args.config)]
+def resume_command(args: argparse.Namespace, out: Path, *, resume: bool = True) -> str:
+    """The command line that continues this run in ``out`` (``resume=False``: starts it
+    there afresh), with every option of ``args`` that shapes the run."""
+    words = ["gradleak", _command(args), str(args.config)]
     if args.quick:
         words.append("--quick")
     for override in args.overrides:
         words += ["--set", override]
-    words += ["--out", str(out), "--resume"]
+    words += ["--out", str(out)] + (["--resume"] if resume else [])
     if args.backend != "local":
         words += ["--backend", args.backend]
     if args.workers:
@@ -65,15 +68,26 @@ def resume_command(args: argparse.Namespace, out: Path) -> str:
     return shlex.join(words)
 
 
+def _command(args: argparse.Namespace) -> str:
+    """``run`` or ``bench``: the command the user typed (both run a config the same way)."""
+    return getattr(args, "command", None) or "run"
+
+
 def _interrupted(args: argparse.Namespace, config: ExperimentConfig, out: Path) -> str:
-    """One line: how many trials are saved in ``out`` and how to continue."""
+    """One line: how many trials are saved in ``out`` and the command that continues."""
     total = len(plan(config))
+    if not out.is_dir():  # removed again: no trial had finished
+        return (
+            f"gradleak {_command(args)}: interrupted before the first of {total} trials "
+            f"finished; nothing saved, no folder left; start again with: "
+            f"{resume_command(args, out, resume=False)}"
+        )
     try:
         saved = len(complete_trials(parse_records(out / RECORDS)).keys)
     except (OSError, ValueError):
         saved = 0
     return (
-        f"gradleak run: interrupted; {saved} of {total} trials saved in {out}; "
+        f"gradleak {_command(args)}: interrupted; {saved} of {total} trials saved in {out}; "
         f"continue with: {resume_command(args, out)}"
     )
 
@@ -103,5 +117,13 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_report:
         from gradleak.cli.report import print_report, write_report
 
-        print_report(write_report(out), out)
+        try:
+            print_report(write_report(out), out)
+        except KeyboardInterrupt:
+            print(
+                f"gradleak {_command(args)}: interrupted in the report; every trial is saved in "
+                f"{out}; write the report with: {shlex.join(['gradleak', 'report', str(out)])}",
+                file=sys.stderr,
+            )
+            return INTERRUPTED
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -10,19 +11,40 @@ from torch import nn
 import gradleak
 from gradleak import data
 from gradleak.cli.arguments import MIN_IMAGE_SIZE, image_size, integer, number, torch_seed
+from gradleak.cli.checkpoint_option import (
+    check_checkpoint_images,
+    checkpoint_dataset,
+    load_client_checkpoint,
+)
+from gradleak.cli.parameter_flags import declare
 from gradleak.client import ClientSecret, GradientObservation
 from gradleak.data import ImageSet
 from gradleak.families import FAMILIES
 from gradleak.families.batch_trials import BATCH_LABELS
+from gradleak.models import Checkpoint
 
 #: Models whose demo uses other images than embedded CIFAR-10 (dataset, image side).
 DEMO_DATA = {"fcn4": ("embedded-imagenet", 64), "resnet50": ("embedded-imagenet", 224)}
+#: The model attacked when neither --model nor --checkpoint names one.
+DEFAULT_MODEL = "lenet"
 
 
 def add_client_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     """The options that describe the simulated client; returns their group."""
     client = parser.add_argument_group("simulated client (ignored with --observation)")
-    client.add_argument("--model", default="lenet", choices=gradleak.models.names())
+    client.add_argument(
+        "--model",
+        choices=gradleak.models.names(),
+        help=f"architecture (default {DEFAULT_MODEL}, or --checkpoint's)",
+    )
+    client.add_argument(
+        "--checkpoint",
+        type=Path,
+        metavar="PATH",
+        help="attack this trained model from `gradleak train` (.safetensors) instead of a fresh "
+        "one; its card fixes the architecture, and --dataset defaults to the one it was trained "
+        "on (other images need its class and channel count)",
+    )
     client.add_argument(
         "--init",
         choices=("uniform", "default"),
@@ -36,6 +58,7 @@ def add_client_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentG
         help="images to attack (default embedded-cifar10; embedded-imagenet for fcn4/resnet50)",
     )
     client.add_argument("--data-root", help="local folder of --dataset, if not its default")
+    declare(parser, root="--data-root PATH")
     client.add_argument(
         "--image-size",
         type=image_size(),
@@ -70,7 +93,10 @@ def add_client_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentG
         help="mixup weight of the 2nd image, in [0, 1], for --label-family mixup (default 0.3)",
     )
     client.add_argument(
-        "--seed", type=torch_seed(), default=0, help="model initialisation seed, [0, 2**63 - 1]"
+        "--seed",
+        type=torch_seed(),
+        default=0,
+        help="initialisation seed of a fresh model (not --checkpoint), [0, 2**63 - 1]",
     )
     return client
 
@@ -98,14 +124,60 @@ def label_parameters(args: argparse.Namespace) -> dict[str, float]:
     return dict(family.demo_params) | given
 
 
-def load_images(args: argparse.Namespace) -> ImageSet:
-    """The test images the simulated client draws from."""
-    dataset, size = DEMO_DATA.get(args.model, ("embedded-cifar10", None))
-    if args.image_size is not None:
+def model_name(args: argparse.Namespace, checkpoint: Checkpoint | None = None) -> str:
+    """The architecture attacked: ``checkpoint``'s, else --model, else `DEFAULT_MODEL`."""
+    if checkpoint is not None:
+        return checkpoint.model.architecture.name
+    return args.model or DEFAULT_MODEL
+
+
+def load_images(
+    args: argparse.Namespace, *, model: str, dataset: str = "", side: int | None = None
+) -> ImageSet:
+    """The test images: ``dataset`` (else --dataset, else ``model``'s demo set) at ``side``
+    pixels (else --image-size, else the demo's or the chosen dataset's own side)."""
+    demo, size = DEMO_DATA.get(model, ("embedded-cifar10", None))
+    if side is not None:
+        size = side
+    elif args.image_size is not None:
         size = args.image_size
-    elif args.dataset:
+    elif args.dataset or dataset:
         size = None  # the chosen dataset's own side
-    return data.load(args.dataset or dataset, args.data_root, split="test", image_size=size)
+    name = dataset or args.dataset or demo
+    return data.load(name, args.data_root, split="test", image_size=size)
+
+
+def _client_model(args: argparse.Namespace, images: ImageSet, checkpoint: Checkpoint | None):
+    """The client's model: ``checkpoint``'s (checked against the images) or a fresh one."""
+    if checkpoint is not None:
+        check_checkpoint_images(checkpoint, args.checkpoint, images)
+        return checkpoint.model
+    name = model_name(args)
+    init = args.init or ("uniform" if name == "lenet" else "default")
+    return gradleak.models.build_for(
+        name, images, init=init, seed=args.seed, classifier_bias=args.classifier_bias
+    )
+
+
+def describe_client(args: argparse.Namespace, images: ImageSet, model: nn.Module) -> str:
+    """One line: the model (fresh or which checkpoint), the images and the label attacked."""
+    name = model.architecture.name
+    if args.checkpoint is not None:
+        weights = f"trained, --checkpoint {args.checkpoint}"
+    else:
+        weights = f"fresh, {args.init or ('uniform' if name == 'lenet' else 'default')} init, "
+        weights += f"seed {args.seed}"
+    index = ((args.index + torch.arange(args.batch_size)) % len(images.labels)).tolist()
+    classes = ", ".join(str(int(images.labels[i])) for i in index)
+    several = len(index) > 1
+    which = (
+        f"test image{'s' * several} {', '.join(map(str, index))} (class{'es' * several} {classes})"
+    )
+    params = " ".join(f"{key}={value:g}" for key, value in label_parameters(args).items())
+    return (
+        f"attacking {name} ({weights}) on {images.name} {which}; client label "
+        f"{args.label_family} {params}".rstrip()
+    )
 
 
 def simulate(
@@ -113,7 +185,16 @@ def simulate(
 ) -> tuple[GradientObservation, ClientSecret, ImageSet, nn.Module]:
     """Build the model, label the chosen image as asked and compute the client's gradient."""
     params = label_parameters(args)
-    images = load_images(args)
+    checkpoint = load_client_checkpoint(args)
+    side = None if checkpoint is None else checkpoint.model.architecture.image_size
+    dataset = "" if checkpoint is None else checkpoint_dataset(checkpoint)
+    if checkpoint is not None and not (dataset or args.dataset):
+        raise ValueError(
+            f"--checkpoint {args.checkpoint}'s card names no training dataset; pass --dataset"
+        )
+    images = load_images(
+        args, model=model_name(args, checkpoint), dataset=args.dataset or dataset, side=side
+    )
     count = len(images.labels)
     if not 0 <= args.index < count:
         raise ValueError(f"--index must be in [0, {count - 1}], got {args.index}")
@@ -121,10 +202,7 @@ def simulate(
         raise ValueError(
             f"--batch-size must be in [1, {count}] for {images.name}, got {args.batch_size}"
         )
-    init = args.init or ("uniform" if args.model == "lenet" else "default")
-    model = gradleak.models.build_for(
-        args.model, images, init=init, seed=args.seed, classifier_bias=args.classifier_bias
-    )
+    model = _client_model(args, images, checkpoint)
     if args.batch_size == 1:
         inputs, label = FAMILIES[args.label_family].compose(
             images.images, images.labels.numpy(), args.index, images.num_classes, **params

@@ -9,6 +9,7 @@ from pathlib import Path
 import gradleak
 from gradleak import data
 from gradleak.cli.arguments import image_size, integer, number, torch_seed
+from gradleak.cli.parameter_flags import declare
 from gradleak.models import save_checkpoint
 from gradleak.models.checkpoint import SUFFIX, sidecar_path
 from gradleak.output_files import check_new_file
@@ -29,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--dataset", default="fashion-mnist", help=f"one of {', '.join(data.names())}"
     )
     parser.add_argument("--data-root", type=Path, help="local dataset folder (if not default)")
+    declare(parser, root="--data-root PATH", overwrite="--overwrite")
     parser.add_argument(
         "--augment",
         default="smoothing:0.1",
@@ -96,9 +98,9 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     out = args.out or default_path(args.model, args.dataset, str(augmentation))
-    replace = {"overwrite": args.overwrite, "overwrite_flag": "--overwrite"}
-    check_new_file(out, name="--out", suffix=SUFFIX, **replace)  # before any data is read
-    check_new_file(sidecar_path(out), name="--out's card", **replace)
+    # Before any data is read.
+    check_new_file(out, name="--out", suffix=SUFFIX, overwrite=args.overwrite)
+    check_new_file(sidecar_path(out), name="--out's card", overwrite=args.overwrite)
     train_set = data.load(
         args.dataset,
         args.data_root,

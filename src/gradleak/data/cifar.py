@@ -19,9 +19,10 @@ import numpy as np
 import torch
 
 from gradleak.data.embedded import EMBEDDED, ImageSet
-from gradleak.data.locate import ROOT_HINT, find_file, require_folder
+from gradleak.data.locate import ROOT, find_file, require_folder
 from gradleak.data.pixels import resize_square, unit_images
 from gradleak.data.safe_pickle import load_pickle
+from gradleak.parameter_hints import MissingDataError
 
 SPLITS = ("train", "test")
 _SIDE = 32
@@ -116,9 +117,11 @@ def _source(layout: CifarLayout) -> str:
 
 def _folder(layout: CifarLayout, root: Path | None) -> Path:
     if root is None:
-        raise FileNotFoundError(
+        raise MissingDataError(
             f"{layout.name} needs root: the folder {layout.folder} or the folder holding it. "
-            f"{_source(layout)}; then {ROOT_HINT}. Nothing is downloaded."
+            f"{_source(layout)}; then pass its folder with ",
+            ROOT,
+            ". Nothing is downloaded.",
         )
     nested = root / layout.folder
     return require_folder(

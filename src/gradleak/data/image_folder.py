@@ -15,8 +15,9 @@ import torch
 
 from gradleak.data.embedded import ImageSet
 from gradleak.data.image_file import read_square_rgb
-from gradleak.data.locate import ROOT_HINT, require_folder
+from gradleak.data.locate import ROOT, require_folder
 from gradleak.data.pixels import channel_stats
+from gradleak.parameter_hints import MissingDataError
 
 SPLITS = ("all", "train", "val", "test")
 EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp"})
@@ -38,8 +39,8 @@ def load_image_folder(
     Shapes: ``images`` (N, 3, S, S) with S = ``image_size`` or 224; ``labels`` (N,).
     """
     if root is None:
-        raise FileNotFoundError(
-            f"image-folder needs root: a folder laid out as {_LAYOUT}; {ROOT_HINT}"
+        raise MissingDataError(
+            f"image-folder needs root: a folder laid out as {_LAYOUT}; pass its folder with ", ROOT
         )
     folder = _split_folder(
         require_folder(root, dataset="image-folder", layout=_LAYOUT, source=_SOURCE), split
@@ -83,9 +84,11 @@ def _split_folder(root: Path, split: str) -> Path:
         return root / split
     if split == "test" and not present:
         return root
-    raise FileNotFoundError(
+    raise MissingDataError(
         f"image-folder: {root / split} not found; the {split!r} split needs that folder, laid "
-        f"out as {_LAYOUT} (found split folders: {sorted(present) or 'none'}); {ROOT_HINT}"
+        f"out as {_LAYOUT} (found split folders: {sorted(present) or 'none'}); pass its folder "
+        "with ",
+        ROOT,
     )
 
 

@@ -9,8 +9,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-#: How a user passes a dataset folder, quoted in every "not found" message.
-ROOT_HINT = "pass its folder with root=PATH (CLI: --data-root PATH)"
+from gradleak.parameter_hints import Hint, MissingDataError
+
+#: How a user passes a dataset folder, in every "not found" message: ``root=PATH`` in Python,
+#: each command's own flag on the command line (`gradleak.parameter_hints`).
+ROOT = Hint("root", "root=PATH")
 
 
 def require_folder(folder: Path, *, dataset: str, layout: str, source: str) -> Path:
@@ -19,9 +22,11 @@ def require_folder(folder: Path, *, dataset: str, layout: str, source: str) -> P
     Shapes: not applicable.
     """
     if not folder.is_dir():
-        raise FileNotFoundError(
+        raise MissingDataError(
             f"{dataset}: folder {folder} not found; expected {layout}. {source}; "
-            f"then {ROOT_HINT}. Nothing is downloaded."
+            "then pass its folder with ",
+            ROOT,
+            ". Nothing is downloaded.",
         )
     return folder
 
@@ -36,7 +41,8 @@ def find_file(folder: Path, candidates: Sequence[str], *, dataset: str, source: 
         if path.is_file():
             return path
     wanted = " or ".join(candidates)
-    raise FileNotFoundError(
-        f"{dataset}: {wanted} not found in {folder}. {source}; then {ROOT_HINT}. "
-        "Nothing is downloaded."
+    raise MissingDataError(
+        f"{dataset}: {wanted} not found in {folder}. {source}; then pass its folder with ",
+        ROOT,
+        ". Nothing is downloaded.",
     )

@@ -37,6 +37,7 @@ from gradleak.experiments.run_lock import hold_run_lock
 from gradleak.experiments.seeds import trial_seed
 from gradleak.experiments.suites.base import TrialTask
 from gradleak.output_files import atomic_target, check_new_folder, write_atomic
+from gradleak.parameter_hints import Hint, OutputExistsError
 from gradleak.version import __version__
 
 SEED_RULE = (
@@ -129,19 +130,23 @@ def run_experiment(
 ) -> Path:
     """Run every trial of ``config`` not yet recorded in ``out``; returns the records path.
 
-    The folder is locked for the whole run (`hold_run_lock`). A folder this call created is
-    removed again if the run ends, by any error or Ctrl-C, before its first record.
+    The folder is locked for the whole run (`hold_run_lock`). A folder this call created (and
+    any parent it created for it) is removed again if the run ends, by any error or Ctrl-C,
+    before its first record.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out} is a file, not a run folder; choose a new folder")
     if out.exists() and not resume:
-        raise FileExistsError(
-            f"--out {out} exists; pass --resume to continue that run, or choose a new folder "
-            "(runs are never overwritten)"
+        raise OutputExistsError(
+            f"--out {out} exists; pass ",
+            Hint("resume", "resume=True"),
+            " to continue that run, or choose a new folder (runs are never overwritten)",
         )
-    created = not out.exists()
+    created = [] if out.exists() else _missing_folders(out)
     if created:
         check_new_folder(out, name="--out")
     tasks = plan(config)
@@ -154,9 +159,26 @@ def run_experiment(
             _run_locked(config, out, tasks, manifest, backend, workers, address, progress)
         except BaseException:
             if created and _nothing_recorded(out):
-                shutil.rmtree(out, ignore_errors=True)
+                _remove_new_folders(created)
             raise
     return out / RECORDS
+
+
+def _missing_folders(out: Path) -> list[Path]:
+    """``out`` and its ancestors that do not exist yet (what ``mkdir -p`` creates), deepest
+    first."""
+    return [folder for folder in (out, *out.parents) if not folder.exists()]
+
+
+def _remove_new_folders(created: list[Path]) -> None:
+    """Remove the run folder and the ancestors this run created, as long as they are empty
+    (another process may have put something beside the run meanwhile)."""
+    shutil.rmtree(created[0], ignore_errors=True)
+    for folder in created[1:]:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def _run_locked(

@@ -199,3 +199,22 @@ def run_variant(
         variant, settings, dlg_iterations=dlg_iterations, image_box=(image_mean, image_std)
     )
     return reconstruct(observation, model, variant.attack, labels=labels, **params)
+
+
+#: Budget kind -> its budget in words, from the run's matching settings and DLG's step count.
+_BUDGET_WORDS: dict[str, Callable[[MatchingSettings, int], str]] = {
+    "matching": lambda settings, _: (
+        f"{settings.iterations} Adam steps x {settings.restarts} "
+        f"restart{'' if settings.restarts == 1 else 's'}"
+    ),
+    "dlg": lambda _, dlg_iterations: f"{dlg_iterations} L-BFGS steps",
+    "exact": lambda *_: "analytic, no steps",
+}
+
+
+def describe_budget(
+    name: str, settings: MatchingSettings, *, dlg_iterations: int = DLG_ITERATIONS
+) -> str:
+    """Variant ``name``'s optimisation budget in words ("4800 Adam steps x 10 restarts",
+    "300 L-BFGS steps", "analytic, no steps"), for records and figure titles."""
+    return _BUDGET_WORDS[VARIANTS[name].budget](settings, dlg_iterations)

@@ -9,6 +9,7 @@ from gradleak.models.init import INITS, apply_init
 from gradleak.models.registry import (
     Architecture,
     build,
+    build_architecture,
     build_for,
     default_input_shape,
     names,
@@ -22,6 +23,7 @@ __all__ = [
     "alexnet",
     "apply_init",
     "build",
+    "build_architecture",
     "build_for",
     "default_input_shape",
     "fcn",

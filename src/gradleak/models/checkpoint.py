@@ -22,7 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import save_file
 from torch import nn
 
-from gradleak.models.registry import Architecture, build
+from gradleak.models.registry import Architecture, build_architecture
 from gradleak.output_files import atomic_target, check_new_file, write_atomic
 from gradleak.tagged_files import check_existing_file, metadata_field, read_tagged
 from gradleak.version import __version__
@@ -108,8 +108,9 @@ def save_checkpoint(
     return path
 
 
-def _architecture(path: Path, card: dict[str, Any]) -> Architecture:
-    """The card's ``architecture``, checked key by key against `Architecture`."""
+def architecture_from_card(path: Path, card: dict[str, Any]) -> Architecture:
+    """The card's ``architecture``, checked key by key against `Architecture` (also read from
+    observation files, which record the model they were taken from); errors name ``path``."""
     described = card.get("architecture")
     if not isinstance(described, dict):
         raise ValueError(
@@ -194,17 +195,10 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     )
     state, metadata = read_tagged(path, file_format=FORMAT, version=VERSION)
     card = _card(path, metadata)
-    architecture = _architecture(path, card)
+    architecture = architecture_from_card(path, card)
     _compare_sidecar(path, card)
     try:
-        model = build(
-            architecture.name,
-            num_classes=architecture.num_classes,
-            in_channels=architecture.in_channels,
-            image_size=architecture.image_size,
-            classifier_bias=architecture.classifier_bias,
-            seed=0,
-        )
+        model = build_architecture(architecture, seed=0)
     except ValueError as error:
         raise ValueError(f"{path}: the header card's {architecture}: {error}") from error
     try:

@@ -146,3 +146,16 @@ def build_for(name: str, images, **options) -> nn.Module:
         image_size=images.images.shape[-1],
         **options,
     )
+
+
+def build_architecture(architecture: Architecture, **options) -> nn.Module:
+    """`build` the model an `Architecture` (a checkpoint's or an observation's record)
+    describes (``options``: ``init``, ``seed``)."""
+    return build(
+        architecture.name,
+        num_classes=architecture.num_classes,
+        in_channels=architecture.in_channels,
+        image_size=architecture.image_size,
+        classifier_bias=architecture.classifier_bias,
+        **options,
+    )

@@ -87,7 +87,9 @@ def reconstruct(
     constructor (see ``ATTACKS[attack]``): for the gradient-matching attacks ``settings=`` (a
     `MatchingSettings`) and/or any of its fields (``iterations=``, ``tv_weight=``...), plus
     ``image_mean``, ``image_std`` and ``input_shape``; an unknown name is a ValueError listing
-    the accepted ones.
+    the accepted ones. A gradient-matching run shows a progress bar on stderr when it is long
+    (iterations x restarts >= 1000, on a terminal or in Jupyter) unless ``progress=False``
+    (``progress=True`` always shows one; with ``settings=`` its ``progress`` field decides).
     The model supplies the architecture; the weights the gradient was taken at come from
     ``observation.parameters``.
 

@@ -7,6 +7,7 @@ whether a label must be given.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from torch import nn
@@ -19,7 +20,11 @@ from gradleak.reconstruction.attack_inputs import (
     resolve_label,
 )
 from gradleak.reconstruction.matching import build_problem, run_matching
-from gradleak.reconstruction.matching_settings import MatchingSettings, with_overrides
+from gradleak.reconstruction.matching_settings import (
+    MatchingSettings,
+    auto_progress,
+    with_overrides,
+)
 from gradleak.reconstruction.result import Reconstruction, refusal
 from gradleak.recovery.batch.estimate import BatchEstimate
 
@@ -32,8 +37,11 @@ class GradientMatchingAttack:
 
     ``settings`` replaces the attack's ``defaults``; keyword ``overrides`` (any
     `MatchingSettings` field: ``iterations=``, ``tv_weight=``...) then replace single fields.
-    ``image_mean``/``image_std`` keep the dummy inside the valid pixel box (Adam only);
-    ``input_shape`` defaults to the model's recorded architecture.
+    ``progress``: True / False shows / hides a progress bar (tqdm, on stderr); None keeps
+    ``settings.progress`` when ``settings`` is given, else shows one for a long run
+    (`auto_progress`: iterations x restarts >= `AUTO_PROGRESS_STEPS`, on a terminal or in
+    Jupyter). ``image_mean``/``image_std`` keep the dummy inside the valid pixel box (Adam
+    only); ``input_shape`` defaults to the model's recorded architecture.
     """
 
     key: str
@@ -47,13 +55,19 @@ class GradientMatchingAttack:
         image_mean: Sequence[float] | None = None,
         image_std: Sequence[float] | None = None,
         input_shape: Sequence[int] | None = None,
+        progress: bool | None = None,
         **overrides: Any,
     ) -> None:
         base = self.defaults if settings is None else settings
         if not isinstance(base, MatchingSettings):
             raise ValueError(f"settings must be a MatchingSettings, got {type(base).__name__}")
+        if progress is not None and not isinstance(progress, bool):
+            raise ValueError(f"progress must be True, False or None, got {progress!r}")
         where = f"attack {self.key!r}"
-        self.settings = with_overrides(base, overrides, where=where, also=_OWN_PARAMETERS)
+        chosen = with_overrides(base, overrides, where=where, also=_OWN_PARAMETERS)
+        if progress is None and settings is None:
+            progress = auto_progress(chosen.iterations * chosen.restarts)
+        self.settings = chosen if progress is None else replace(chosen, progress=progress)
         self.image_mean, self.image_std, self.input_shape = image_mean, image_std, input_shape
 
     def run(

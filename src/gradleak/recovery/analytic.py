@@ -39,7 +39,7 @@ AMBIGUITY_CAUSES = {
         "a saturated softmax leaves a whole interval of them, and at an unknown gradient "
         "scale so does a nearly linear one (small logits: x -> lam x, k -> k / lam^2 turns "
         "the label y into (1 - lam) U + lam y, which only the softmax's curvature tells "
-        "apart); a classifier bias or scale='known' removes this"
+        "apart); a classifier bias or the scale mode 'known' removes this"
     ),
 }
 

@@ -104,7 +104,7 @@ def identifiability(
     reason = ""
     if not identifiable:
         which = (
-            "family='auto' (it cannot rule out a mixup label)"
+            "the attack family 'auto' (it cannot rule out a mixup label)"
             if family == "auto"
             else (f"a {judged} label")
         )

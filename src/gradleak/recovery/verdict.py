@@ -199,8 +199,8 @@ def flat_reason(
     return (
         "not identifiable at this scalar: the softmax is too flat (logit spread "
         f"{np.ptp(logits):.2g}) for its curvature to tell the gradient scale: at an unknown "
-        "scale every label (1 - lam) U + lam y on a whole range of lam fits as well (pass a "
-        "classifier bias, or scale='known' if nothing rescaled the gradient)"
+        "scale every label (1 - lam) U + lam y on a whole range of lam fits as well (observe "
+        "a classifier bias, or assume the scale mode 'known' if nothing rescaled the gradient)"
     )
 
 

@@ -22,7 +22,13 @@ from gradleak.experiments.figures import encode_png, image_grid
 from gradleak.experiments.reconstruction_tables import csv, markdown, summarise_reconstruction
 from gradleak.experiments.suites import resources
 from gradleak.experiments.suites.base import Record, TrialTask
-from gradleak.experiments.variants import DLG_ITERATIONS, FEATURE_WEIGHT, VARIANTS, run_variant
+from gradleak.experiments.variants import (
+    DLG_ITERATIONS,
+    FEATURE_WEIGHT,
+    VARIANTS,
+    describe_budget,
+    run_variant,
+)
 from gradleak.families import draw_trial
 from gradleak.families.batch_trials import draw_batch
 from gradleak.metrics import label_l1, match_labels, score_batch_images, to_unit_range
@@ -121,6 +127,7 @@ class ReconstructionRecord:
     largest over the matched labels (NaN when the batch recovery refused).
     ``truth_png``/``image_png`` (8-bit PNG, base64) only for the first ``save_images`` trials
     (a batch keeps its first true input and the reconstruction matched to it).
+    ``model``, ``dataset`` and ``budget`` (the variant's, in words) name the figure's rows.
     """
 
     case: str
@@ -142,6 +149,9 @@ class ReconstructionRecord:
     truth_png: str | None = None
     image_png: str | None = None
     batch_size: int = 1
+    model: str = ""
+    dataset: str = ""
+    budget: str = ""
 
 
 def _client(case: ReconstructionTrials, images, model, task: TrialTask):
@@ -217,14 +227,20 @@ def run_trial(task: TrialTask) -> list[Record]:
                 else None
             ),
             batch_size=case.batch_size,
+            model=case.model,
+            dataset=case.dataset,
+            budget=describe_budget(
+                variant, case.settings(seed=task.seed), dlg_iterations=case.dlg_iterations
+            ),
         )
         records.append(asdict(record))
     return records
 
 
 def report(records: list[Record], folder: Path) -> list[Path]:
-    """table.md (PSNR/SSIM mean +- std, exact 8-bit count, failures, times), table.csv and,
-    when trials kept their images (``save_images``), grid.png."""
+    """table.md (PSNR over its finite values with the exact (inf) ones counted apart, SSIM,
+    exact 8-bit count, failures, times), table.csv and, when trials kept their images
+    (``save_images``), grid.png."""
     rows = summarise_reconstruction(records)
     written = [
         write_atomic(folder / "table.md", markdown(rows)),
