@@ -124,6 +124,24 @@ def test_training_is_reproducible_from_its_seed():
     torch.testing.assert_close(weights[0], weights[1], rtol=0, atol=0)
 
 
+def test_each_epoch_is_reported_as_it_ends_not_after_the_last():
+    """`gradleak train` prints an epoch's accuracy from ``on_epoch``: it must run between
+    epochs, while the model still changes afterwards."""
+    train_set, test_set = _quadrant_images(64, 0), _quadrant_images(32, 1)
+    model = gradleak.models.build("lenet", num_classes=4, in_channels=1, image_size=8, seed=0)
+    seen = []
+    config = TrainingConfig(epochs=3, batch_size=16, learning_rate=1e-2)
+
+    def on_epoch(stats):
+        seen.append((stats.epoch, model.classifier.weight.detach().clone()))
+
+    train_model(model, train_set, test_set, config, progress=False, on_epoch=on_epoch)
+    assert [epoch for epoch, _ in seen] == [1, 2, 3]
+    final = model.classifier.weight.detach()
+    assert not torch.equal(seen[0][1], final) and not torch.equal(seen[1][1], final)
+    assert torch.equal(seen[2][1], final)
+
+
 def test_training_rejects_labels_beyond_the_model():
     images = _quadrant_images(8, 0)
     model = gradleak.models.build("lenet", num_classes=3, in_channels=1, image_size=8, seed=0)
