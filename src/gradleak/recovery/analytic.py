@@ -250,8 +250,9 @@ def _simplest_family(
 
 def _named(problem: LastLayerProblem, estimate: LabelEstimate, tol: float, tried: dict):
     """An accepted widest-family estimate reported under the simplest family it belongs to."""
-    name = _simplest_family(problem, 1.0 / estimate.scale, tol)
-    params = FAMILIES[name].read_params(estimate.soft_label.numpy())
+    label = estimate.soft_label.numpy()  # the widest family's label at t (`judge`)
+    name = _simplest_family(problem, 1.0 / estimate.scale, tol, label=label)
+    params = FAMILIES[name].read_params(label)
     diagnostics = {**estimate.diagnostics, "rejected_families": tried}
     return replace(estimate, family=name, family_params=params, diagnostics=diagnostics)
 
