@@ -56,6 +56,21 @@ def test_the_library_names_the_keyword_not_a_flag(tmp_path):
         (["recover", "--dataset", "cifar10"], "--data-root PATH"),
         (["reconstruct", "--dataset", "image-folder"], "--data-root PATH"),
         (["train", "--dataset", "cifar100"], "--data-root PATH"),
+        (
+            [
+                "audit",
+                "sweep",
+                "--defense",
+                "clipping",
+                "--max-grad-norm",
+                "1",
+                "--dataset",
+                "cifar10",
+                "--out",
+                "o",
+            ],
+            "--data-root PATH",
+        ),
     ],
 )
 def test_commands_name_their_data_root_flag(capsys, tmp_path, monkeypatch, argv, flag):
@@ -63,6 +78,7 @@ def test_commands_name_their_data_root_flag(capsys, tmp_path, monkeypatch, argv,
     assert main(argv) == 2
     line = _error(capsys)
     assert f"pass its folder with {flag}" in line and "root=PATH" not in line
+    assert list(tmp_path.iterdir()) == []  # a command that failed on its data wrote nothing
 
 
 LABELS = """

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 import gradleak
 from gradleak.cli.arguments import integer, number, torch_seed
+from gradleak.cli.parameter_flags import declare
 from gradleak.client.updates import CLIENT_OPTIMIZERS
 from gradleak.defenses import DEFENSES
 from gradleak.output_files import check_new_folder
@@ -87,6 +88,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         )
     sweep.add_argument("--model", default="lenet", choices=gradleak.models.names())
     sweep.add_argument("--dataset", default="fashion-mnist", help="needs a train split")
+    sweep.add_argument("--data-root", help="local folder of --dataset, if not its default")
+    declare(sweep, root="--data-root PATH")
     sweep.add_argument("--samples", type=integer(1, 10_000), default=20, help="attacked inputs")
     sweep.add_argument("--train-size", type=integer(1), default=5000, help="training images")
     sweep.add_argument("--epochs", type=integer(1, 100), default=5, help="1..100")
@@ -133,6 +136,7 @@ def _sweep(args: argparse.Namespace) -> int:
     settings = SweepSettings(
         model=args.model,
         dataset=args.dataset,
+        data_root=args.data_root,
         samples=args.samples,
         train_size=args.train_size,
         epochs=args.epochs,
@@ -143,10 +147,10 @@ def _sweep(args: argparse.Namespace) -> int:
         f"inputs each, {settings.epochs} epoch(s) of {settings.train_size} {settings.dataset} "
         f"images for the test accuracy"
     )
-    out.mkdir(parents=True)
     started = time.perf_counter()
     with tqdm(total=len(points), unit="setting") as bar:
         rows = sweep(args.defense, values, settings, progress=lambda _row: bar.update())
+    out.mkdir(parents=True)  # only now: a sweep that fails (no data, Ctrl-C) leaves no folder
     title = f"{args.defense} on {settings.model}, {settings.dataset} (N = {settings.samples})"
     written = sweep_report.write(rows, out, title)
     print(sweep_report.markdown(rows, title))

@@ -51,6 +51,8 @@ class SweepSettings:
 
     model: str = "lenet"
     dataset: str = "fashion-mnist"
+    #: The dataset's local folder (None: its default place, e.g. Debian's Fashion-MNIST).
+    data_root: str | None = None
     eps: float = 0.1
     samples: int = 20
     train_size: int = 5000
@@ -279,8 +281,9 @@ def sweep(
             f"dataset {settings.dataset!r} has no train split: the sweep's test accuracy needs a "
             "model trained on other images than it is tested on (use fashion-mnist)"
         )
-    test = gradleak.data.load(settings.dataset, split="test", limit=settings.test_size)
-    train = gradleak.data.load(settings.dataset, split="train", limit=settings.train_size)
+    root, limit = settings.data_root, settings.test_size
+    test = gradleak.data.load(settings.dataset, root, split="test", limit=limit)
+    train = gradleak.data.load(settings.dataset, root, split="train", limit=settings.train_size)
     rows = []
     for params in points:
         leaked = leakage(defense, params, settings, test)
