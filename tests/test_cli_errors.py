@@ -228,12 +228,18 @@ def test_bench_writes_its_tables_atomically(tmp_path, capsys, monkeypatch):
 # --- an observation that does not fit --model ---------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def lenet_observation_file(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("observations")
+def _lenet_observation():
+    """A fresh lenet and its gradient on one random 32x32 image labelled smoothing 0.2."""
     model = gradleak.models.build("lenet", num_classes=10, init="uniform", seed=0)
     label = gradleak.labels.smoothing(1, 10, 0.2)
     observation, _ = gradleak.simulate_client_step(model, torch.rand(3, 32, 32), label)
+    return model, observation
+
+
+@pytest.fixture(scope="module")
+def lenet_observation_file(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("observations")
+    _, observation = _lenet_observation()
     full = save_observation(observation, folder / "full.safetensors")
     head = save_observation(observation, folder / "head.safetensors", classifier_only=True)
     return full, head
@@ -283,9 +289,7 @@ def test_flags_that_would_be_ignored_are_refused(lenet_observation_file, tmp_pat
 def recorded_observation_file(tmp_path_factory):
     """A lenet observation on embedded CIFAR-10, with its model and dataset in the header."""
     folder = tmp_path_factory.mktemp("recorded")
-    model = gradleak.models.build("lenet", num_classes=10, init="uniform", seed=0)
-    label = gradleak.labels.smoothing(1, 10, 0.2)
-    observation, _ = gradleak.simulate_client_step(model, torch.rand(3, 32, 32), label)
+    model, observation = _lenet_observation()
     return save_observation(
         observation,
         folder / "recorded.safetensors",

@@ -96,8 +96,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="output folder (must not exist)")
 
 
-def _variants(args: argparse.Namespace, has_secret: bool) -> list[str]:
-    default = FCN_VARIANTS if (args.model or "").startswith("fcn") else CNN_VARIANTS
+def _variants(args: argparse.Namespace, has_secret: bool, model: str) -> list[str]:
+    """--variants (else ``model``'s defaults), less those that need the truth without it."""
+    default = FCN_VARIANTS if model.startswith("fcn") else CNN_VARIANTS
     chosen = args.variants.split(",") if args.variants else list(default)
     unknown = [name for name in chosen if name not in VARIANTS]
     if unknown:
@@ -160,20 +161,17 @@ def _entry(
 def run(args: argparse.Namespace) -> int:
     out = args.out or Path("runs") / f"reconstruct-{time.strftime('%Y%m%d-%H%M%S')}"
     check_new_folder(out, name="--out")
-    _variants(args, has_secret=True)  # unknown names fail now, not after the simulation
+    _variants(args, True, args.model or "")  # unknown names fail now, not after the simulation
     plan = resolve_budget(args)
     observation, secret, images, model, header = _observed(args)
     print(header)
-    # The resolved choices (--checkpoint's or the file's model, --quick's budget), as every
-    # later line reads them.
-    args.model, args.dataset = model.architecture.name, images.name
-    args.iterations, args.restarts = plan.iterations, plan.restarts
-    args.dlg_iterations = plan.dlg_iterations
+    # The model attacked (--model's, --checkpoint's or the file's) and its images.
+    model_name, dataset = model.architecture.name, images.name
     estimate = _recover(args, observation)
-    variants = _variants(args, secret is not None)
+    variants = _variants(args, secret is not None, model_name)
     settings = MatchingSettings(
-        iterations=args.iterations,
-        restarts=args.restarts,
+        iterations=plan.iterations,
+        restarts=plan.restarts,
         tv_weight=args.tv_weight,
         feature_weight=args.feature_weight,
         progress=True,
@@ -192,14 +190,14 @@ def run(args: argparse.Namespace) -> int:
             image_std=images.std,
         )
 
-    timing = estimate_seconds(variants, settings, args.dlg_iterations, attack)
-    print(budget_line(variants, settings, args.dlg_iterations, quick=args.quick, estimate=timing))
+    timing = estimate_seconds(variants, settings, plan.dlg_iterations, attack)
+    print(budget_line(variants, settings, plan.dlg_iterations, quick=args.quick, estimate=timing))
     record = {
         "num_samples": observation.num_samples,
         "label_converged": estimate.converged,
         "family": estimate.family,
-        "model": args.model,
-        "dataset": args.dataset,
+        "model": model_name,
+        "dataset": dataset,
         "budget": asdict(plan) | {"quick": args.quick},
         "variants": {},
     }
@@ -210,10 +208,10 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     for name in variants:
         start = time.perf_counter()
-        result = attack(name, settings, args.dlg_iterations)
+        result = attack(name, settings, plan.dlg_iterations)
         entry, unit = _entry(result, time.perf_counter() - start, secret, images)
         line = f"{name:>13}: objective {result.objective:.4g}, {entry['seconds']:.1f} s"
-        budget = describe_budget(name, settings, dlg_iterations=args.dlg_iterations)
+        budget = describe_budget(name, settings, dlg_iterations=plan.dlg_iterations)
         if budget not in budgets:
             budgets.append(budget)
         title = f"{name}\n{budget}"
@@ -231,9 +229,9 @@ def run(args: argparse.Namespace) -> int:
     family = (
         estimate.family if secret is None else f"{args.label_family}, attacked as {estimate.family}"
     )
-    title = f"{args.model}, {args.dataset}, label family {family}\nbudget {'; '.join(budgets)}"
+    title = f"{model_name}, {dataset}, label family {family}\nbudget {'; '.join(budgets)}"
     if observation.num_samples > 1 and truth is not None:
         title += "\nscores: mean over the batch after assignment"
-    save_grid(panels, out / "grid.png", title=title, row_label=args.model)
+    save_grid(panels, out / "grid.png", title=title, row_label=model_name)
     print(f"attacks took {time.perf_counter() - started:.1f} s; record.json and grid.png in {out}")
     return 0

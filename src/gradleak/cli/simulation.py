@@ -153,10 +153,14 @@ def _client_model(args: argparse.Namespace, images: ImageSet, checkpoint: Checkp
         check_checkpoint_images(checkpoint, args.checkpoint, images)
         return checkpoint.model
     name = model_name(args)
-    init = args.init or ("uniform" if name == "lenet" else "default")
     return gradleak.models.build_for(
-        name, images, init=init, seed=args.seed, classifier_bias=args.classifier_bias
+        name, images, init=_init(args, name), seed=args.seed, classifier_bias=args.classifier_bias
     )
+
+
+def _init(args: argparse.Namespace, model: str) -> str:
+    """--init, else the model's default (uniform for lenet, the paper's untrained runs)."""
+    return args.init or ("uniform" if model == "lenet" else "default")
 
 
 def describe_client(args: argparse.Namespace, images: ImageSet, model: nn.Module) -> str:
@@ -165,7 +169,7 @@ def describe_client(args: argparse.Namespace, images: ImageSet, model: nn.Module
     if args.checkpoint is not None:
         weights = f"trained, --checkpoint {args.checkpoint}"
     else:
-        weights = f"fresh, {args.init or ('uniform' if name == 'lenet' else 'default')} init, "
+        weights = f"fresh, {_init(args, name)} init, "
         weights += f"seed {args.seed}"
     index = ((args.index + torch.arange(args.batch_size)) % len(images.labels)).tolist()
     classes = ", ".join(str(int(images.labels[i])) for i in index)
