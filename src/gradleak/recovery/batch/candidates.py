@@ -55,6 +55,42 @@ def starts(space: Subspace, count: int, rng: np.random.Generator, bias: bool) ->
     return np.stack(starts)
 
 
+#: Logit spreads at which the row starts are evaluated along their ray (without a bias the
+#: feature's scale is free): a geometric grid, flat to deeply saturated.
+ROW_SPREADS = np.geomspace(0.03, 3000.0, 31)
+
+
+def row_starts(
+    space: Subspace, free: list[tuple[int, ...]], eps_free: bool, bias: bool
+) -> np.ndarray:
+    """(1, H, n) starting points read from the gradient's rows: row c of the (rest's) gradient
+    is sum_b w_b d_bc x̂_b, and d_bc = p_bc - y_bc is about -y_bc for a sample labelled c that
+    the others do not predict, so row c points at that sample's feature (iLRG's observation,
+    Ma et al., ICLR 2023, used here only as a start: the root condition decides). Its
+    coordinates in the space are S U[c]; a hypothesis starts from minus the sum of its free
+    classes' rows, at the scale the bias fixes (the feature's last entry is 1), and without a
+    bias at the best of ROW_SPREADS along the ray."""
+    size = space.directions.shape[1]
+    rows = -(space.left * space.singular)  # (C, r): row c's coordinates a
+    rays = np.stack([rows[list(classes)].sum(axis=0) for classes in free])  # (H, r)
+    problem = Hypotheses(space, free, eps_free)
+    if bias:
+        last = rays @ space.right[-1]
+        safe = np.where(np.abs(last) > 1e-300, last, 1.0)
+        return ((rays / safe[:, None] - space.base) @ space.null)[None]
+    spread = np.maximum((rays @ space.directions.T).std(axis=1), 1e-300)  # theta = a here
+    best = np.full(len(free), np.inf)
+    theta = np.zeros((len(free), size))
+    with np.errstate(all="ignore"):
+        for target in ROW_SPREADS:
+            trial = rays * (target / spread)[:, None]
+            state = problem.evaluate(trial)
+            value = relative_residual(state[2], state[5])
+            better = value < best
+            best[better], theta[better] = value[better], trial[better]
+    return theta[None]
+
+
 def unpinned(space, free, fit: RootFit, row: int, eps_free: bool, noise: float) -> bool:
     """Whether root ``row`` is not pinned by its own root condition (`ambiguity.moves_label`)."""
     problem = Hypotheses(space, [free[row]], eps_free)

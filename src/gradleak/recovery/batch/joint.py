@@ -23,12 +23,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from gradleak.recovery.batch.ambiguity import moves_label
+from gradleak.recovery.batch.candidates import POLISH_ITERATIONS
 from gradleak.recovery.batch.roots import Hypotheses, fit_roots, relative_residual
 from gradleak.recovery.batch.sample import EXACT, LABEL_TOL, Sample
 from gradleak.recovery.batch.subspace import Subspace
 
-#: Levenberg-Marquardt iterations of the joint fit (it starts next to the solution).
-JOINT_ITERATIONS = 30
+#: Most Levenberg-Marquardt iterations of the joint fit. Two samples of one label start as
+#: nearly one atom and take about 60 to come apart; a fit whose cost does not halve within
+#: JOINT_STALL iterations (a wrong combination at its positive minimum) stops earlier.
+JOINT_ITERATIONS = 120
+JOINT_STALL = 15
 #: Every refined atom must be a root to this multiple of the measured noise (the peel's
 #: EXACT_STAGE), or to PEER_FACTOR x the median residual of the atoms the peel vouched for.
 #: (A sample of two blended into one, or one sample split in two, fits its root condition 30x
@@ -165,7 +169,11 @@ def refine(
         residual = joint.residual(unknowns, parts)
         cost = float(residual @ residual)
         damping = 1e-3
+        history: list[float] = []
         for _ in range(iterations):
+            history.append(cost)
+            if len(history) > JOINT_STALL and cost > 0.5 * history[-JOINT_STALL - 1]:
+                break
             jac = joint.jacobian(unknowns, parts)
             normal = jac.T @ jac
             diagonal = np.diag(normal) + 1e-12 * np.diag(normal).max() + 1e-300
@@ -240,44 +248,99 @@ def ambiguous(whole: Subspace, core: np.ndarray, fit: JointFit, noise: float) ->
         return moves_label(unknowns, joint.jacobian(unknowns, parts), evaluate, max(floor, noise))
 
 
-def last_roots(whole: Subspace, space: Subspace, groups, rest: np.ndarray, samples) -> list[Atom]:
+def last_roots(
+    whole: Subspace,
+    space: Subspace,
+    groups,
+    rest: np.ndarray,
+    samples,
+    *,
+    count: int = 0,
+    first: dict | None = None,
+) -> list[Atom]:
     """The stalled peel's candidates for its missing samples, as Atoms in the whole subspace:
     its last pass's JOINT_TRIES lowest-residual roots (whatever their residual: the rest
     carries the peeled atoms' errors) and its JOINT_TRIES best roots of the labels already
-    peeled (a second sample of one label), each with
-    its weight fitted to the ``rest`` by least squares."""
+    peeled (a second sample of one label), each with its weight fitted to the ``rest`` by
+    least squares. A root of a label not yet peeled is polished in the whole subspace, from
+    where the rest put it and from that label's root of the first pass (``first``: (free
+    classes, eps free) -> theta), whichever ends lower: a rest carries the peeled atoms' errors
+    and its best root of a label can be a far spurious one."""
     ranked = sorted(
         (float(fit.residual[row]), index, int(row))
         for index, (_free, _eps, fit) in enumerate(groups)
         for row in np.flatnonzero(np.isfinite(fit.residual))
     )
+    count = max(count, JOINT_TRIES)
     peeled = {sample.free_classes for sample in samples}
-    twins = [entry for entry in ranked[JOINT_TRIES:] if groups[entry[1]][0][entry[2]] in peeled]
+    twins = [entry for entry in ranked[count:] if groups[entry[1]][0][entry[2]] in peeled]
     twins = twins[:JOINT_TRIES]
     atoms = []
-    for _value, index, row in ranked[:JOINT_TRIES] + twins:
+    for _value, index, row in ranked[:count] + twins:
         free, eps_free, fit = groups[index]
         theta = (whole.right.T @ space.feature(fit.theta[row]) - whole.base) @ whole.null
-        mapped = fit_roots(whole, [free[row]], theta[None, None], eps_free=eps_free, iterations=0)
-        atom = np.outer(whole.left.T @ mapped.gradient[0], whole.coordinates(theta))
+        if free[row] not in peeled:  # (a second sample of a peeled label would slide to it)
+            known = (first or {}).get((free[row], eps_free))
+            begin = np.stack([theta] if known is None else [theta, known])[:, None, :]
+            # (Levenberg-Marquardt keeps only improvements: never worse than the mapped root.)
+            theta = fit_roots(
+                whole, [free[row]], begin, eps_free=eps_free, iterations=POLISH_ITERATIONS
+            ).theta[0]
+        atom = _shape(whole, Atom(free[row], eps_free, theta, 1.0))
         weight = float(np.sum(atom * rest) / max(float(np.sum(atom * atom)), 1e-300))
         atoms.append(Atom(free[row], eps_free, theta, weight))
     return atoms
 
 
+def _shape(whole: Subspace, atom: Atom) -> np.ndarray:
+    """The atom's direction u a^T on the core (unit weight), its d evaluated at its theta."""
+    root = fit_roots(
+        whole, [atom.free], atom.theta[None, None], eps_free=atom.eps_free, iterations=0
+    )
+    return np.outer(whole.left.T @ root.gradient[0], whole.coordinates(atom.theta))
+
+
+def with_weights(whole: Subspace, rest: np.ndarray, atoms: list[Atom]) -> list[Atom]:
+    """``atoms`` with their weights fitted to the ``rest`` together (linear least squares on
+    rest = sum_k w_k u_k a_k^T): several missing samples share one rest, so weights fitted one
+    by one count each other's share twice."""
+    shapes = np.stack([_shape(whole, atom).ravel() for atom in atoms], axis=1)
+    weights = np.linalg.lstsq(shapes, rest.ravel())[0]
+    return [
+        Atom(atom.free, atom.eps_free, atom.theta, float(weight))
+        for atom, weight in zip(atoms, weights, strict=True)
+    ]
+
+
+def peer_bar(noise: float, residuals, *, size: float = 0.0, sizes=()) -> float:
+    """The residual a root of the whole subspace must meet: ROOT_STAGE x the measured
+    ``noise`` (raised by the median of ``sizes`` over ``size`` for an atom smaller than the
+    batch's typical one: a nearly saturated sample's small d is known only to noise / its
+    size), or PEER_FACTOR x the median ``residuals`` of the roots the peel vouched for when
+    larger (a nearly linear softmax puts the true roots far above the noise). Sizes are
+    relative to sigma_1."""
+    allowed = ROOT_STAGE * max(noise, EXACT)
+    if len(sizes) and size > 0:
+        allowed *= max(1.0, float(np.median(sizes)) / size)
+    if len(residuals):
+        allowed = max(allowed, PEER_FACTOR * float(np.median(residuals)))
+    return allowed
+
+
 def explains(fit: JointFit, noise: float, *, peers: int) -> bool:
     """A joint fit counts when it explains the core to JOINT_FACTOR x ``noise``, every atom is
-    a root to ROOT_STAGE x ``noise`` or to PEER_FACTOR x the median residual of its first
-    ``peers`` atoms (those the peel vouched for: how well this batch's true roots fit, which a
-    nearly linear softmax puts far above the noise), and has a positive weight and a label in
-    [0, 1]."""
+    a root to its `peer_bar` (ROOT_STAGE x ``noise``, more for an atom smaller than the
+    batch's typical one, or PEER_FACTOR x the median residual of its first ``peers`` atoms:
+    those the peel vouched for, how well this batch's true roots fit, which a nearly linear
+    softmax puts far above the noise), and has a positive weight and a label in [0, 1]."""
     floor = max(noise, EXACT)
-    allowed = ROOT_STAGE * floor
-    if peers:
-        allowed = max(allowed, PEER_FACTOR * float(np.median(fit.residuals[:peers])))
+    allowed = [
+        peer_bar(noise, fit.residuals[:peers], size=float(size), sizes=fit.sizes)
+        for size in fit.sizes
+    ]
     return bool(
         fit.misfit <= JOINT_FACTOR * floor
-        and fit.residuals.max() <= allowed
+        and np.all(fit.residuals <= np.array(allowed))
         and min(atom.weight for atom in fit.atoms) > 0
         and fit.labels.min() >= -LABEL_TOL
         and fit.labels.max() <= 1 + LABEL_TOL

@@ -19,7 +19,7 @@ from gradleak.recovery.batch.label_mass import (
     reduction_factor,
     smoothing_counts,
 )
-from gradleak.recovery.batch.peeling import ROOT_FACTOR, Peeled, peel
+from gradleak.recovery.batch.peeling import CONSISTENT, ROOT_FACTOR, Peeled, peel
 from gradleak.recovery.batch.problem import BatchProblem
 from gradleak.recovery.batch.sample import EXACT
 from gradleak.recovery.identifiability import batch_bound, batch_identifiability
@@ -219,7 +219,7 @@ class BatchSearch:
                 "unexplained), so "
                 f"none is reported: a wrong atom would explain the misfit as well{more}"
             ), peeled
-        if peeled.remainder > ROOT_FACTOR * problem.precision * 10:
+        if peeled.remainder > CONSISTENT * problem.precision:
             return (
                 f"the {batch} recovered atoms leave {peeled.remainder:.1e} of the gradient "
                 "unexplained: not jointly consistent"

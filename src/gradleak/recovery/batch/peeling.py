@@ -8,9 +8,12 @@ the rank to the gradient's precision: a spurious root, or a second copy of a sam
 peeled, does not. Roots within EXACT_STAGE x the precision are peeled before looser ones
 (spurious local minima of the residual sit far above it), and a pass that peeled one ends, so
 the next works on a smaller rest. The rest is a smaller problem with more equations per
-unknown; the last sample is a single-input problem. A peel that stalls one or two samples short
-hands its atoms and the last pass's best roots to the joint fit (`joint.refine`), which fits all
-B atoms at once and must explain the gradient to its measured noise.
+unknown; the last sample is a single-input problem. Every pass starts each hypothesis from the
+gradient's rows as well as at random (`candidates.row_starts`), and a root judged in the whole
+subspace must be as exact as the roots already peeled (`joint.peer_bar`). A peel that stalls
+short hands its atoms and the last pass's best roots to the joint fit (`joint.refine`), which
+fits all B atoms at once and must explain the gradient to its measured noise; so does a
+complete peel whose atoms' errors add up beyond the gradient's precision.
 """
 
 from __future__ import annotations
@@ -18,10 +21,18 @@ from __future__ import annotations
 import itertools
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
-from gradleak.recovery.batch.candidates import POLISH_SCREEN, hypotheses, in_whole, starts, unpinned
+from gradleak.recovery.batch.candidates import (
+    POLISH_SCREEN,
+    hypotheses,
+    in_whole,
+    row_starts,
+    starts,
+    unpinned,
+)
 from gradleak.recovery.batch.joint import (
     JOINT_MISSING,
     JOINT_TRIES,
@@ -30,8 +41,10 @@ from gradleak.recovery.batch.joint import (
     as_samples,
     explains,
     last_roots,
+    peer_bar,
     refine,
     root_weight,
+    with_weights,
 )
 from gradleak.recovery.batch.joint import (
     ambiguous as joint_ambiguous,
@@ -48,6 +61,9 @@ ROOT_FACTOR = 30.0
 #: its size (the root's conditioning): the rank-drop check allows that much, still orders of
 #: magnitude below the O(size) a spurious or repeated atom leaves.
 ATOM_FACTOR = 100.0
+#: A complete peel is jointly consistent when it leaves at most this multiple of the
+#: gradient's precision unexplained (relative to the gradient).
+CONSISTENT = 10 * ROOT_FACTOR
 #: A root within this multiple of the gradient's precision is peeled before any looser one.
 EXACT_STAGE = 300.0
 #: At an unknown scale without a bias a root is pinned (the flat-softmax check) only when its
@@ -128,14 +144,15 @@ def _joined(
 @dataclass
 class _Progress:
     """A peel under way: the core its samples leave (``rest``), its rank, the samples with their
-    atoms (on the whole core) and errors, the roots refused as ambiguous, the passes run and
-    the last pass's space and fits."""
+    atoms (on the whole core), errors and sizes (relative to sigma_1), the roots refused as
+    ambiguous, the passes run and the last pass's space and fits."""
 
     rest: np.ndarray
     rank: int
     samples: list[Sample] = field(default_factory=list)
     atoms: list[np.ndarray] = field(default_factory=list)
     errors: list[float] = field(default_factory=list)
+    sizes: list[float] = field(default_factory=list)
     ambiguous: int = 0
     passes: int = 0
     space: Subspace | None = None
@@ -172,6 +189,8 @@ class _Peeler:
         self.first_tolerance = self.tolerance(self.whole)
         self.max_passes = 2 * num_samples
         self.joint_fits = 0
+        #: The first pass's root of each hypothesis, (free classes, eps free) -> theta.
+        self.first_roots: dict[tuple[tuple[int, ...], bool], np.ndarray] = {}
 
     def tolerance(self, space: Subspace) -> float:
         """A weak atom's direction in U is known only to precision * sigma_1 / sigma_r."""
@@ -207,12 +226,26 @@ class _Peeler:
                 free,
                 eps_free,
                 fit_roots(
-                    space, free, starts(space, len(free), self.rng, self.bias), eps_free=eps_free
+                    space,
+                    free,
+                    np.concatenate(
+                        [
+                            row_starts(space, free, eps_free, self.bias),
+                            starts(space, len(free), self.rng, self.bias),
+                        ]
+                    ),
+                    eps_free=eps_free,
                 ),
             )
             for free, eps_free in hypotheses(space, self.family, self.weight.shape[0])
         ]
         progress.space, progress.groups = space, groups
+        if first and not self.first_roots:
+            self.first_roots = {
+                (free[row], eps_free): fit.theta[row]
+                for free, eps_free, fit in groups
+                for row in np.flatnonzero(np.isfinite(fit.residual))
+            }
         candidates = sorted(
             (float(fit.residual[row]), index, int(row))
             for index, (_free, _eps, fit) in enumerate(groups)
@@ -264,6 +297,16 @@ class _Peeler:
                     if atom is None:
                         continue
                     reduced, coordinates, inner, size = atom
+                    # In the whole subspace a true root is as exact as the roots already
+                    # peeled there (`joint.peer_bar`); a spurious minimum is not.
+                    bar = peer_bar(
+                        self.noise,
+                        [sample.residual for sample in progress.samples],
+                        size=size / scale,
+                        sizes=progress.sizes,
+                    )
+                    if float(root.residual[0]) > bar:
+                        continue
                     if (
                         self.flat_check
                         and eps_free
@@ -278,15 +321,17 @@ class _Peeler:
                         ROOT_FACTOR * precision * scale,
                         ATOM_FACTOR * float(root.residual[0]) * size,
                     )
-                    # The rank dropped: an atom of the batch.
-                    if left <= np.sqrt(errors + error**2):
-                        best = (root, reduced, coordinates, inner, error)
+                    # The rank dropped: an atom of the batch. (An atom within the errors
+                    # explains nothing: in a rest with a weak direction it "drops" the rank too.)
+                    allowed = np.sqrt(errors + error**2)
+                    if left <= allowed < size:
+                        best = (root, reduced, coordinates, inner, error, size)
                         break
                 if best is None:
                     # No option is an atom: a copy of a peeled sample, no atom at all, too flat.
                     progress.ambiguous += int(flat and stage_limit == np.inf)
                     continue
-                root, reduced, coordinates, inner, error = best
+                root, reduced, coordinates, inner, error, size = best
                 if unpinned(
                     space, free, fit, row, eps_free, max(float(fit.residual[row]), self.noise)
                 ):
@@ -307,6 +352,7 @@ class _Peeler:
                 )
                 progress.atoms.append(progress.rest - reduced)
                 progress.errors.append(error)
+                progress.sizes.append(size / scale)
                 options_of[index, row] = None
                 progress.rest, found = reduced, found + 1
                 if found == progress.rank:
@@ -356,15 +402,38 @@ JOINT_BUDGET = 32
 BACKTRACK_TRIES = 4
 
 
-def _with_last_roots(peeler: _Peeler, fixed: list[Sample], progress: _Progress) -> JointFit | None:
+def _tries(peeler: _Peeler, fixed: list[Sample], progress: _Progress, count: int = 0):
+    """`joint.last_roots` of a stalled ``progress`` (with the first pass's roots)."""
+    return last_roots(
+        peeler.whole,
+        progress.space,
+        progress.groups,
+        progress.rest,
+        fixed,
+        count=count,
+        first=peeler.first_roots,
+    )
+
+
+def _with_last_roots(
+    peeler: _Peeler,
+    fixed: list[Sample],
+    progress: _Progress,
+    *,
+    tries: list[Atom] | None = None,
+    first: int = 0,
+    last: int | None = None,
+) -> JointFit | None:
     """The joint fit of the ``fixed`` samples and, for the ``progress.rank`` samples still
-    missing, each combination of its last pass's best roots (`joint.last_roots`)."""
+    missing, each combination of its last pass's best roots (``tries``, by default
+    `joint.last_roots`; the combinations ``first`` to ``last`` in their order)."""
     if progress.rank == 0:
         return peeler.joint(fixed, [])
     if progress.space is None:
         return None
-    tries = last_roots(peeler.whole, progress.space, progress.groups, progress.rest, fixed)
-    for chosen in itertools.combinations(tries, progress.rank):
+    tries = _tries(peeler, fixed, progress) if tries is None else tries
+    combinations = itertools.combinations(tries, progress.rank)
+    for chosen in itertools.islice(combinations, first, last):
         fit = peeler.joint(fixed, list(chosen))
         if fit is not None:
             return fit
@@ -375,14 +444,23 @@ def _with_last_roots(peeler: _Peeler, fixed: list[Sample], progress: _Progress) 
 SPLITS = (0.3, 0.1, 0.03)
 
 
-def _split(peeler: _Peeler, kept: list[Sample], blended: Atom, rest: np.ndarray):
+def _split(
+    peeler: _Peeler,
+    kept: list[Sample],
+    blended: Atom,
+    rest: np.ndarray,
+    *,
+    others: tuple[Atom, ...] = (),
+    weak: int = 1,
+):
     """Two samples of one label taken for one (a blended atom peeled for both, or one root of a
-    rank-2 rest that holds both): the joint fit of the ``kept`` samples and two copies of
-    ``blended``'s hypothesis, moved apart along the weaker feature direction of ``rest`` (the
-    rank-2 rest the two leave), at each of SPLITS, with half its weight each. (From the blend
-    and any other root the joint fit stays in the blended local minimum.)"""
+    rest that holds both): the joint fit of the ``kept`` samples, the ``others`` atoms and two
+    copies of ``blended``'s hypothesis, moved apart along the feature direction ``weak`` of
+    ``rest`` (its weakest: the two samples' difference), at each of SPLITS, with half its
+    weight each. (From the blend and any other root the joint fit stays in the blended local
+    minimum.)"""
     whole = peeler.whole
-    right = np.linalg.svd(rest)[2][1]  # the weaker feature direction, in core coordinates
+    right = np.linalg.svd(rest)[2][weak]  # the weak feature direction, in core coordinates
     direction = right @ whole.null  # in theta
     size = float(np.linalg.norm(whole.coordinates(blended.theta)))
     norm = float(np.linalg.norm(direction))
@@ -394,7 +472,7 @@ def _split(peeler: _Peeler, kept: list[Sample], blended: Atom, rest: np.ndarray)
             Atom(blended.free, blended.eps_free, blended.theta + sign * step, blended.weight / 2)
             for sign in (1.0, -1.0)
         ]
-        fit = peeler.joint(kept, halves)
+        fit = peeler.joint(kept, [*others, *halves])
         if fit is not None:
             return fit
     return None
@@ -403,21 +481,42 @@ def _split(peeler: _Peeler, kept: list[Sample], blended: Atom, rest: np.ndarray)
 def _complete(peeler: _Peeler, progress: _Progress) -> JointFit | None:
     """A stalled peel completed by the joint fit. With at most JOINT_MISSING samples missing:
     the last pass's best roots for them (`_with_last_roots`), and with two missing each of
-    those roots split in two (`_split`: two samples of one label in a rank-2 rest). Then, with
+    those roots split in two (`_split`: two samples of one label in a rank-2 rest). With more
+    missing: the last pass's best root for each, their weights fitted together, then with one
+    of them split in two along the rest's weakest direction. Then, with
     any number missing, one peeled atom at a time is put back (the most overlapping with the
     rest first: a blended atom of two samples of one label leaves a rest along it): split in
     two when it was the only sample missing, or that rest peeled anew and completed the same
     way."""
     samples, rest = progress.samples, progress.rest
-    if progress.rank <= JOINT_MISSING:
-        fit = _with_last_roots(peeler, samples, progress)
+    if progress.rank <= JOINT_MISSING and progress.space is not None:
+        # The best roots first; with two missing the best root split in two (a rank-2 rest
+        # whose best root weighs about twice a sample: two of one label) before the other
+        # combinations, then the other roots split.
+        tries = _tries(peeler, samples, progress)
+        splits = tries[:JOINT_TRIES] if progress.rank == 2 else []
+        attempts = [
+            partial(_with_last_roots, peeler, samples, progress, tries=tries, last=1),
+            *(partial(_split, peeler, samples, root, rest) for root in splits[:1]),
+            partial(_with_last_roots, peeler, samples, progress, tries=tries, first=1),
+            *(partial(_split, peeler, samples, root, rest) for root in splits[1:]),
+        ]
+        for attempt in attempts:
+            fit = attempt()
+            if fit is not None:
+                return fit
+    elif progress.space is not None:
+        # More missing: the last pass's best roots, one for each missing sample.
+        tries = _tries(peeler, samples, progress, count=progress.rank)
+        chosen = with_weights(peeler.whole, rest, tries[: progress.rank])
+        fit = peeler.joint(samples, chosen)
         if fit is not None:
             return fit
-    if progress.rank == 2:
-        for root in last_roots(peeler.whole, progress.space, progress.groups, rest, samples)[
-            :JOINT_TRIES
-        ]:
-            fit = _split(peeler, samples, root, rest)
+        # Or one of them holds two samples of its label (the weakest direction of the rest).
+        fewer = with_weights(peeler.whole, rest, tries[: progress.rank - 1])
+        for index, twin in enumerate(fewer):
+            others = tuple(fewer[:index] + fewer[index + 1 :])
+            fit = _split(peeler, samples, twin, rest, others=others, weak=progress.rank - 1)
             if fit is not None:
                 return fit
     overlap = [
@@ -438,6 +537,7 @@ def _complete(peeler: _Peeler, progress: _Progress) -> JointFit | None:
                 rest=rest + progress.atoms[put_back],
                 rank=progress.rank + 1,
                 errors=[error for index, error in enumerate(progress.errors) if index != put_back],
+                sizes=[size for index, size in enumerate(progress.sizes) if index != put_back],
             )
         )
         if again.rank <= JOINT_MISSING:
@@ -487,12 +587,17 @@ def peel(
     fit = None
     if progress.rank > 0 and progress.space is not None:
         fit = _complete(peeler, progress)
-    elif progress.rank == 0 and verify:
-        fit = peeler.joint(progress.samples, [])
-        if fit is None:
+    elif progress.rank == 0:
+        remainder = _remainder(gradient, peeler.whole, progress.rest)
+        # A weak batch's peel must stand as a joint fit; a complete peel whose atoms' errors
+        # add up beyond the gradient's precision may, refined together, explain it (otherwise
+        # the caller refuses it as not jointly consistent).
+        if verify or remainder > CONSISTENT * precision:
+            fit = peeler.joint(progress.samples, [])
+        if fit is None and verify:
             return Peeled(
                 tuple(progress.samples),
-                _remainder(gradient, peeler.whole, progress.rest),
+                remainder,
                 progress.ambiguous,
                 progress.passes,
                 refused=(

@@ -23,15 +23,19 @@ import numpy as np
 from gradleak.recovery.batch.subspace import Subspace
 
 #: Most Levenberg-Marquardt iterations per pass. A hypothesis stops earlier once it has
-#: converged (CONVERGED) or, above PROMISING, stalled (less than STALL_GAIN x improvement over
-#: STALL_WINDOW iterations: a wrong hypothesis at its positive minimum), so the budget goes to
-#: the slow true roots of a saturated softmax.
+#: converged (CONVERGED), reached its floating-point floor (no improvement at all over
+#: STALL_WINDOW iterations) or, above PROMISING, stalled (less than STALL_GAIN x improvement
+#: over STALL_WINDOW iterations: a wrong hypothesis at its positive minimum), so the budget goes
+#: to the slow true roots of a saturated softmax.
 ITERATIONS = 300
 CONVERGED = 1e-13
 STALL_WINDOW = 10
 STALL_GAIN = 2.0
 #: Below this residual a hypothesis may be a slowly converging root: it keeps its iterations.
 PROMISING = 0.1
+#: Below this residual the implicit normal equations cancel (J^T J = dp^T dp - A^T A loses the
+#: digits a root needs): those hypotheses get the explicit Jacobian.
+EXPLICIT = 1e-3
 #: A fitted logit gradient below this norm is no gradient: the saturated limit, not a root.
 SMALLEST_GRADIENT = 1e-9
 
@@ -176,6 +180,11 @@ def _solve(system: np.ndarray, right: np.ndarray) -> np.ndarray:
         return (np.linalg.pinv(system) @ right[:, :, None])[:, :, 0]
 
 
+def _finite(values: np.ndarray) -> np.ndarray:
+    """``np.nan_to_num(values)``, without its copy and passes when every entry is finite."""
+    return values if np.isfinite(values).all() else np.nan_to_num(values)
+
+
 def relative_residual(residual: np.ndarray, norm: np.ndarray) -> np.ndarray:
     """rho = ||(I - P) p_R|| / ||d_R|| per hypothesis (inf where d_R vanishes). Shapes: (H,)."""
     value = np.linalg.norm(residual, axis=1) / np.where(norm > SMALLEST_GRADIENT, norm, np.nan)
@@ -218,7 +227,8 @@ def _fit_roots(space, free, starts, *, eps_free: bool, iterations: int) -> RootF
             earlier = window.pop(0)
             now = value[active]
             moving = (now * STALL_GAIN < earlier[active]) | (now < PROMISING)
-            moving &= now >= CONVERGED
+            # Converged, or at its floating-point floor: no step in the window improved it.
+            moving &= (now >= CONVERGED) & (now < earlier[active])
             if not moving.all():
                 active = active[moving]
                 current = problems.take(active)
@@ -226,17 +236,17 @@ def _fit_roots(space, free, starts, *, eps_free: bool, iterations: int) -> RootF
             break
         probs, _masked, residual, _coefficients, fitted, norm = (part[active] for part in state)
         normal, descent = current.normal_equations(probs, residual, fitted, norm)
-        close = np.flatnonzero(value[active] < PROMISING)
+        close = np.flatnonzero(value[active] < EXPLICIT)
         if close.size:
             # Near a root J^T J = dp^T dp - A^T A cancels: the few promising hypotheses get the
             # explicit Jacobian, so they converge to the data's precision.
             relative, jac = current.take(close).jacobian(
                 probs[close], residual[close], fitted[close], norm[close]
             )
-            relative, jac = np.nan_to_num(relative), np.nan_to_num(jac)
+            relative, jac = _finite(relative), _finite(jac)
             normal[close] = jac.transpose(0, 2, 1) @ jac
             descent[close] = (relative[:, None, :] @ jac)[:, 0]
-        normal, descent = np.nan_to_num(normal), np.nan_to_num(descent)
+        normal, descent = _finite(normal), _finite(descent)
         diagonal = np.einsum("hnn->hn", normal)
         floor = 1e-12 * diagonal.max(axis=1, keepdims=True) + 1e-300
         system = normal + (damping[active, None] * (diagonal + floor))[:, :, None] * eye
