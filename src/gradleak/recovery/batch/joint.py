@@ -256,14 +256,14 @@ def last_roots(
     samples,
     *,
     count: int = 0,
-    first: dict | None = None,
+    first_roots: dict | None = None,
 ) -> list[Atom]:
     """The stalled peel's candidates for its missing samples, as Atoms in the whole subspace:
     its last pass's JOINT_TRIES lowest-residual roots (whatever their residual: the rest
     carries the peeled atoms' errors) and its JOINT_TRIES best roots of the labels already
     peeled (a second sample of one label), each with its weight fitted to the ``rest`` by
     least squares. A root of a label not yet peeled is polished in the whole subspace, from
-    where the rest put it and from that label's root of the first pass (``first``: (free
+    where the rest put it and from that label's root of the first pass (``first_roots``: (free
     classes, eps free) -> theta), whichever ends lower: a rest carries the peeled atoms' errors
     and its best root of a label can be a far spurious one."""
     ranked = sorted(
@@ -280,7 +280,7 @@ def last_roots(
         free, eps_free, fit = groups[index]
         theta = (whole.right.T @ space.feature(fit.theta[row]) - whole.base) @ whole.null
         if free[row] not in peeled:  # (a second sample of a peeled label would slide to it)
-            known = (first or {}).get((free[row], eps_free))
+            known = (first_roots or {}).get((free[row], eps_free))
             begin = np.stack([theta] if known is None else [theta, known])[:, None, :]
             # (Levenberg-Marquardt keeps only improvements: never worse than the mapped root.)
             theta = fit_roots(

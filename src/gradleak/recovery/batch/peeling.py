@@ -411,7 +411,7 @@ def _tries(peeler: _Peeler, fixed: list[Sample], progress: _Progress, count: int
         progress.rest,
         fixed,
         count=count,
-        first=peeler.first_roots,
+        first_roots=peeler.first_roots,
     )
 
 
@@ -421,19 +421,19 @@ def _with_last_roots(
     progress: _Progress,
     *,
     tries: list[Atom] | None = None,
-    first: int = 0,
-    last: int | None = None,
+    start: int = 0,
+    stop: int | None = None,
 ) -> JointFit | None:
     """The joint fit of the ``fixed`` samples and, for the ``progress.rank`` samples still
     missing, each combination of its last pass's best roots (``tries``, by default
-    `joint.last_roots`; the combinations ``first`` to ``last`` in their order)."""
+    `joint.last_roots`; the combinations ``start`` to ``stop`` in their order)."""
     if progress.rank == 0:
         return peeler.joint(fixed, [])
     if progress.space is None:
         return None
     tries = _tries(peeler, fixed, progress) if tries is None else tries
     combinations = itertools.combinations(tries, progress.rank)
-    for chosen in itertools.islice(combinations, first, last):
+    for chosen in itertools.islice(combinations, start, stop):
         fit = peeler.joint(fixed, list(chosen))
         if fit is not None:
             return fit
@@ -496,9 +496,9 @@ def _complete(peeler: _Peeler, progress: _Progress) -> JointFit | None:
         tries = _tries(peeler, samples, progress)
         splits = tries[:JOINT_TRIES] if progress.rank == 2 else []
         attempts = [
-            partial(_with_last_roots, peeler, samples, progress, tries=tries, last=1),
+            partial(_with_last_roots, peeler, samples, progress, tries=tries, stop=1),
             *(partial(_split, peeler, samples, root, rest) for root in splits[:1]),
-            partial(_with_last_roots, peeler, samples, progress, tries=tries, first=1),
+            partial(_with_last_roots, peeler, samples, progress, tries=tries, start=1),
             *(partial(_split, peeler, samples, root, rest) for root in splits[1:]),
         ]
         for attempt in attempts:
