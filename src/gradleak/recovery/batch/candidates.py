@@ -73,11 +73,11 @@ def row_starts(
     size = space.directions.shape[1]
     rows = -(space.left * space.singular)  # (C, r): row c's coordinates a
     rays = np.stack([rows[list(classes)].sum(axis=0) for classes in free])  # (H, r)
-    problem = Hypotheses(space, free, eps_free)
     if bias:
         last = rays @ space.right[-1]
         safe = np.where(np.abs(last) > 1e-300, last, 1.0)
         return ((rays / safe[:, None] - space.base) @ space.null)[None]
+    problem = Hypotheses(space, free, eps_free)
     spread = np.maximum((rays @ space.directions.T).std(axis=1), 1e-300)  # theta = a here
     best = np.full(len(free), np.inf)
     theta = np.zeros((len(free), size))

@@ -238,7 +238,7 @@ def _fit_roots(space, free, starts, *, eps_free: bool, iterations: int) -> RootF
         normal, descent = current.normal_equations(probs, residual, fitted, norm)
         close = np.flatnonzero(value[active] < EXPLICIT)
         if close.size:
-            # Near a root J^T J = dp^T dp - A^T A cancels: the few promising hypotheses get the
+            # Near a root J^T J = dp^T dp - A^T A cancels: the hypotheses below EXPLICIT get the
             # explicit Jacobian, so they converge to the data's precision.
             relative, jac = current.take(close).jacobian(
                 probs[close], residual[close], fitted[close], norm[close]
