@@ -540,7 +540,13 @@ def test_ctrl_c_in_the_report_says_the_trials_are_saved(probe, tmp_path, capsys,
         (True, ["--set", "defaults.samples=0"], "samples"),
         (True, ["--set", "nonsense=1"], "unknown key"),
         (False, ["--set", "defaults.fail_at=0"], "probe trial failed"),
-        (False, ["--set", "defaults.fail_at=0", "--workers", "2"], "probe trial failed"),
+        # The trials that succeed sleep, so the failing ones are seen first: with two workers
+        # a finished trial would otherwise be recorded before the failure (and keep the folder).
+        (
+            False,
+            ["--set", "defaults.fail_at=0", "--set", "defaults.sleep=1", "--workers", "2"],
+            "probe trial failed",
+        ),
         (False, ["--out", "a-file"], "is a file, not a run folder"),
         (False, ["--out", "a-file", "--resume"], "is a file, not a run folder"),
         (False, ["--out", "a-file/run"], "is a file, not a folder"),
