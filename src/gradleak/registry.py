@@ -9,6 +9,7 @@ so a typo is an error naming the parameter and what is accepted.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import re
 from collections.abc import Callable, Iterator
@@ -98,9 +99,16 @@ def summary(entry: Any) -> str:
     return sentence.rstrip(".")
 
 
+@functools.cache
+def _signature(entry: Callable[..., Any]) -> inspect.Signature:
+    """``entry``'s signature, read once: `Registry.build` runs per recovery, and reading a
+    signature costs as much as a small recovery's search step."""
+    return inspect.signature(entry)
+
+
 def check_parameters(entry: Callable[..., Any], params: dict[str, Any], *, where: str) -> None:
     """Refuse keyword ``params`` that ``entry``'s signature does not accept."""
-    signature = inspect.signature(entry)
+    signature = _signature(entry)
     if any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
         return
     accepted = [

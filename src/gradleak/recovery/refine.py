@@ -32,9 +32,11 @@ def refine(
     damping = np.ones_like(state.inv_scale)
     for _ in range(iterations):
         slope = evaluate.slope(state)
-        curvature = (slope * slope).sum(axis=1)
-        step = -(slope * state.deviation).sum(axis=1) / np.where(curvature > 0, curvature, 1.0)
-        step = np.nan_to_num(step, nan=0.0, posinf=0.0, neginf=0.0)
+        curvature = np.einsum("ij,ij->i", slope, slope)
+        step = -np.einsum("ij,ij->i", slope, state.deviation) / np.where(
+            curvature > 0, curvature, 1.0
+        )
+        step[~np.isfinite(step)] = 0.0
         trial = evaluate(np.clip(state.inv_scale + damping * step, lower, upper))
         improved = trial.residual < state.residual
         # Relative progress; a candidate that first finds a fit (from no fit, inf) progressed.

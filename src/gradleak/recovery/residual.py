@@ -53,13 +53,8 @@ def constrained_mask(labels: np.ndarray, family: LabelFamily) -> np.ndarray:
 
     Repeated argmax, not argpartition: for one or two free entries it is several times faster.
     """
-    rows = np.arange(labels.shape[0])
     mask = np.ones(labels.shape, dtype=bool)
-    remaining = labels
-    for _ in range(family.free):
-        largest = remaining.argmax(axis=1)
-        mask[rows, largest] = False
-        remaining = np.where(mask, labels, -np.inf)
+    mask[np.arange(labels.shape[0])[:, None], _free_entries(labels, family.free)] = False
     return mask
 
 
@@ -71,8 +66,25 @@ def project(values: np.ndarray, mask: np.ndarray, family: LabelFamily) -> np.nda
     kept = values * mask
     if family.others_equal_zero:
         return kept
-    mean = kept.sum(axis=-1, keepdims=True) / (mask.shape[-1] - family.free)
-    return (values - mean) * mask
+    centred = values - kept.sum(axis=-1, keepdims=True) / (mask.shape[-1] - family.free)
+    centred *= mask
+    return centred
+
+
+def _row_dot(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Row-wise inner products in one pass, without a (T, C) temporary. (T, C) x 2 -> (T,)."""
+    return np.einsum("ij,ij->i", left, right)
+
+
+def _projected_coupling(coupling: np.ndarray, mask: np.ndarray, family: LabelFamily) -> np.ndarray:
+    """`project` of the coupling c, the same vector in every row: its masked mean is one
+    matrix-vector product, not a sum over a broadcast copy. Shapes: (C,), (T, C) -> (T, C)."""
+    if family.others_equal_zero:
+        return coupling * mask
+    mean = (mask @ coupling) / (mask.shape[-1] - family.free)
+    centred = coupling - mean[:, None]
+    centred *= mask
+    return centred
 
 
 def relative_residual(
@@ -84,7 +96,7 @@ def relative_residual(
     does not, while the true t still gives exactly 0.
     """
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.linalg.norm(deviation, axis=-1) / (np.abs(label_scale) * coupling_norm)
+        ratio = np.sqrt(_row_dot(deviation, deviation)) / (np.abs(label_scale) * coupling_norm)
     return np.where(np.isfinite(ratio) & np.isfinite(label_scale), ratio, np.inf)
 
 
@@ -108,16 +120,21 @@ SCALE_ROUNDS = 3
 LARGEST_GRADIENT_SCALE = 10.0
 
 
+_LARGEST = np.finfo(np.float64).max
+
+
 def _free_entries(start: np.ndarray, free: int) -> np.ndarray:
     """Indices of the ``free`` largest entries of each row, as `constrained_mask` picks them
     (repeated argmax: the first of ties). Shapes: (T, C) -> (T, free)."""
+    largest = start.argmax(axis=1)
+    if free == 1:
+        return largest[:, None]
     rows = np.arange(start.shape[0])
-    chosen = [start.argmax(axis=1)]
-    if free > 1:
-        rest = start.copy()
-        for _ in range(free - 1):
-            rest[rows, chosen[-1]] = -np.inf
-            chosen.append(rest.argmax(axis=1))
+    chosen = [largest]
+    rest = start.copy()
+    for _ in range(free - 1):
+        rest[rows, chosen[-1]] = -np.inf
+        chosen.append(rest.argmax(axis=1))
     return np.stack(chosen, axis=1)
 
 
@@ -131,8 +148,9 @@ def _closed_form_scale(
     mask = np.ones(probs.shape, dtype=bool)
     mask[np.arange(probs.shape[0])[:, None], free] = False
     shaped = project(probs, mask, family)
-    power = (shaped * shaped).sum(axis=1)
-    overlap = (shaped * project(np.broadcast_to(coupling, probs.shape), mask, family)).sum(axis=1)
+    power = _row_dot(shaped, shaped)
+    # <a, w> = <a, c>: a is zero off the mask and sums to zero on it, so w's mean drops out.
+    overlap = shaped @ coupling
     return np.divide(power, overlap, out=np.full_like(power, np.nan), where=overlap != 0)
 
 
@@ -193,7 +211,9 @@ def _fit_scale(
         if previous is not None and np.array_equal(free, previous):
             break  # the same free entries give the same s again
         label_scale, previous = _closed_form_scale(both, coupling, free, family), free
-    labels = _minus_scaled(probs, np.nan_to_num(label_scale), coupling)
+    # np.nan_to_num's mapping (NaN -> 0, +-inf -> +-max) without its per-call overhead.
+    finite_scale = np.clip(np.where(np.isnan(label_scale), 0.0, label_scale), -_LARGEST, _LARGEST)
+    labels = _minus_scaled(probs, finite_scale, coupling)
     mask = constrained_mask(labels, family)
     deviation = project(labels, mask, family)
     residual = relative_residual(deviation, label_scale, float(np.linalg.norm(coupling)))
@@ -267,13 +287,13 @@ class Evaluator:
             return project(slope, state.mask, family)
         moved = project(slope + c[None, :], state.mask, family)  # a' = P dp/dt
         shaped = project(state.probs, state.mask, family)  # a
-        along = project(np.broadcast_to(c, moved.shape), state.mask, family)  # w
-        power, overlap = (shaped * shaped).sum(axis=1), (shaped * along).sum(axis=1)
+        along = _projected_coupling(c, state.mask, family)  # w
+        # <a, w> = <a, c> and <a', w> = <a', c>: both are projected (see _closed_form_scale).
+        power, overlap = _row_dot(shaped, shaped), shaped @ c
         with np.errstate(all="ignore"):  # far from a fit these overflow; Gauss-Newton skips them
-            growth = 2.0 * (shaped * moved).sum(axis=1) * overlap - power * (moved * along).sum(
-                axis=1
-            )
-            change = np.nan_to_num(growth / overlap**2, nan=0.0, posinf=0.0, neginf=0.0)
+            growth = 2.0 * _row_dot(shaped, moved) * overlap - power * (moved @ c)
+            change = growth / overlap**2
+            change[~np.isfinite(change)] = 0.0
             return np.nan_to_num(moved - change[:, None] * along)
 
 
