@@ -53,9 +53,7 @@ def constrained_mask(labels: np.ndarray, family: LabelFamily) -> np.ndarray:
 
     Repeated argmax, not argpartition: for one or two free entries it is several times faster.
     """
-    mask = np.ones(labels.shape, dtype=bool)
-    mask[np.arange(labels.shape[0])[:, None], _free_entries(labels, family.free)] = False
-    return mask
+    return _mask_of(_free_entries(labels, family.free), labels.shape)
 
 
 def project(values: np.ndarray, mask: np.ndarray, family: LabelFamily) -> np.ndarray:
@@ -123,6 +121,18 @@ LARGEST_GRADIENT_SCALE = 10.0
 _LARGEST = np.finfo(np.float64).max
 
 
+def _mask_of(free: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """True everywhere but at each row's ``free`` indices. Shapes: (T, free) -> (T, C)."""
+    mask = np.ones(shape, dtype=bool)
+    mask[np.arange(shape[0])[:, None], free] = False
+    return mask
+
+
+def _finite_scale(label_scale: np.ndarray) -> np.ndarray:
+    """np.nan_to_num's mapping (NaN -> 0, +-inf -> +-max) without its per-call overhead."""
+    return np.clip(np.where(np.isnan(label_scale), 0.0, label_scale), -_LARGEST, _LARGEST)
+
+
 def _free_entries(start: np.ndarray, free: int) -> np.ndarray:
     """Indices of the ``free`` largest entries of each row, as `constrained_mask` picks them
     (repeated argmax: the first of ties). Shapes: (T, C) -> (T, free)."""
@@ -145,8 +155,7 @@ def _closed_form_scale(
     projections are formed explicitly, not from sums over all classes minus the free entries:
     where the softmax saturates (or is nearly uniform) those differences cancel to a few
     digits. Shapes: (R, C), (C,), (R, free) -> (R,)."""
-    mask = np.ones(probs.shape, dtype=bool)
-    mask[np.arange(probs.shape[0])[:, None], free] = False
+    mask = _mask_of(free, probs.shape)
     shaped = project(probs, mask, family)
     power = _row_dot(shaped, shaped)
     # <a, w> = <a, c>: a is zero off the mask and sums to zero on it, so w's mean drops out.
@@ -201,7 +210,7 @@ def _fit_scale(
     signs = np.sign(inv_scale)[rows]
     both = probs[rows]
     label_scale = np.concatenate([inv_scale, np.full(count, np.nan)])
-    previous = None
+    previous, settled = None, None
     for _ in range(SCALE_ROUNDS):
         finite = np.isfinite(label_scale)
         start = _minus_scaled(probs, np.where(finite, label_scale, 0.0), coupling)
@@ -209,12 +218,20 @@ def _fit_scale(
             start[~finite] = -signs[~finite, None] * coupling[None, :]
         free = _free_entries(start, family.free)
         if previous is not None and np.array_equal(free, previous):
+            settled = start, free, finite
             break  # the same free entries give the same s again
         label_scale, previous = _closed_form_scale(both, coupling, free, family), free
-    # np.nan_to_num's mapping (NaN -> 0, +-inf -> +-max) without its per-call overhead.
-    finite_scale = np.clip(np.where(np.isnan(label_scale), 0.0, label_scale), -_LARGEST, _LARGEST)
-    labels = _minus_scaled(probs, finite_scale, coupling)
-    mask = constrained_mask(labels, family)
+    if settled is None:
+        labels = _minus_scaled(probs, _finite_scale(label_scale), coupling)
+        mask = constrained_mask(labels, family)
+    else:
+        # The last round formed this very label, and its free entries, wherever s is finite.
+        labels, free, finite = settled
+        mask = _mask_of(free, labels.shape)
+        if not finite.all():
+            lost = ~finite
+            labels[lost] = both[lost] - _finite_scale(label_scale[lost])[:, None] * coupling
+            mask[lost] = constrained_mask(labels[lost], family)
     deviation = project(labels, mask, family)
     residual = relative_residual(deviation, label_scale, float(np.linalg.norm(coupling)))
     plausible = (np.sign(label_scale) == signs) & (
