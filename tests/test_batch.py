@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import gradleak
+from gradleak.families.batch_trials import draw_batch
 from gradleak.labels import batch_mixup, batch_smoothing
 from gradleak.recovery import NotSingleInputError, batch_bound, batch_identifiability
 
@@ -209,3 +210,49 @@ def test_batches_with_two_samples_of_one_label_are_recovered(name, seed, index):
     for feature in estimate.features.numpy():
         error = np.linalg.norm(features - feature, axis=1).min() / np.linalg.norm(feature)
         assert error < 1e-3
+
+
+# A default-initialised sigmoid LeNet: nearly collinear features and a logit spread of 0.3, so
+# the softmax is nearly linear between two samples. Each batch holds two samples sharing a
+# label class; the code before the re-mix check accepted a re-mixed split of them as exact
+# roots (labels off by l1 0.08-2). (family, bias, batch seed, model seed), from a
+# `gradleak run` of default-init LeNet batches of 4.
+_REMIXED_BATCHES = [
+    ("mixup", True, 706007816, 303933423),
+    ("mixup", True, 4153020420, 303933423),
+    ("hard", False, 3039600120, 4278636249),
+]
+
+
+@pytest.mark.parametrize(("family", "bias", "seed", "model_seed"), _REMIXED_BATCHES)
+def test_a_split_the_softmax_does_not_pin_is_refused(family, bias, seed, model_seed):
+    images = gradleak.data.load("embedded-cifar100", split="test")
+    model = gradleak.models.build_for(
+        "lenet", images, init="default", seed=model_seed, classifier_bias=bias
+    )
+    inputs, labels = draw_batch(family, images, 100, 4, np.random.default_rng(seed))
+    observation, _ = gradleak.simulate_client_step(model, inputs, labels)
+    estimate = gradleak.recover_batch(observation, family)
+    assert not estimate.converged
+    assert estimate.reason.startswith("ambiguous split: samples"), estimate.reason
+    assert estimate.soft_labels.shape[0] == 0  # nothing unverified is reported
+
+
+def test_remix_reason_needs_shared_classes_and_a_linear_softmax():
+    from gradleak.recovery.batch.ambiguity import remix_reason
+    from gradleak.recovery.batch.sample import Sample
+
+    def sample(label, feature):
+        return Sample(
+            np.asarray(label, float), np.asarray(feature, float), 0.5, 0.0, (0,), None, False
+        )
+
+    rng = np.random.default_rng(0)
+    weight = rng.normal(size=(4, 3))
+    first, second = [1.0, 0, 0, 0], [0, 1.0, 0, 0]
+    near = [sample(first, [1.0, 0, 0]), sample(first, [1.0, 1e-4, 0])]
+    far = [sample(first, [3.0, 0, 0]), sample(first, [0, 0, 3.0])]
+    apart = [sample(first, [1.0, 0, 0]), sample(second, [1.0, 1e-4, 0])]
+    assert remix_reason(near, weight, None, 1e-8).startswith("ambiguous split: samples 0 and 1")
+    assert remix_reason(far, weight, None, 1e-8) == ""  # the softmax bends between them
+    assert remix_reason(apart, weight, np.zeros(4), 1e-8) == ""  # no class in common

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from gradleak.families import FAMILIES
+from gradleak.recovery.batch.ambiguity import remix_reason
 from gradleak.recovery.batch.estimate import BatchEstimate, as_tensor
 from gradleak.recovery.batch.label_mass import (
     hard_counts,
@@ -224,6 +225,9 @@ class BatchSearch:
                 f"the {batch} recovered atoms leave {peeled.remainder:.1e} of the gradient "
                 "unexplained: not jointly consistent"
             ), peeled
+        remixed = remix_reason(list(peeled.samples), problem.weight, problem.bias, problem.noise)
+        if remixed:
+            return remixed, peeled
         if problem.scale == "known":
             expected = 1.0 / reduction_factor(problem.reduction, batch)
             weights = np.array([sample.weight for sample in peeled.samples])
