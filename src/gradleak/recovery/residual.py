@@ -134,8 +134,8 @@ def _finite_scale(label_scale: np.ndarray) -> np.ndarray:
 
 
 def _free_entries(start: np.ndarray, free: int) -> np.ndarray:
-    """Indices of the ``free`` largest entries of each row, as `constrained_mask` picks them
-    (repeated argmax: the first of ties). Shapes: (T, C) -> (T, free)."""
+    """Indices of the ``free`` largest entries of each row (repeated argmax: the first of
+    ties); `constrained_mask` is their complement. Shapes: (T, C) -> (T, free)."""
     largest = start.argmax(axis=1)
     if free == 1:
         return largest[:, None]
