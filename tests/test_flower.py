@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import gradleak
+from dataset_fixtures import cifar10_folder
 from gradleak.cli.main import main
 from gradleak.integrations.audit import TrainSettings, audit_update
 
@@ -165,3 +166,22 @@ def test_client_mod_audits_the_reply_it_passes_on(tmp_path, server_task):
     assert json.loads(records.read_text())["leaked"] is True
     with pytest.raises(FileExistsError, match="records"):
         AuditMod(records=records)
+
+
+def test_simulation_reads_a_local_cifar_folder(flower_home, capsys):
+    """`--data-root` reaches the clients (Ray workers): a CIFAR-10 folder the user keeps."""
+    folder = cifar10_folder(flower_home / "data")
+    out = flower_home / "report"
+    argv = ["audit", "flower", "--clients", "2", "--rounds", "1", "--dataset", "cifar10"]
+    code = main([*argv, "--data-root", str(folder.parent), "--out", str(out)])
+    assert code == 0, capsys.readouterr()
+    records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    assert {r["attack"] for r in records if r["client"] != "aggregate"} == {"label"}
+    assert "cifar10" in (out / "report.md").read_text()
+
+
+def test_a_dataset_without_its_folder_is_refused_before_the_simulation(tmp_path, capsys):
+    out = tmp_path / "report"
+    assert main(["audit", "flower", "--dataset", "cifar10", "--out", str(out)]) == 2
+    assert "--data-root PATH" in capsys.readouterr().err
+    assert not out.exists()

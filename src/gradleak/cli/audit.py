@@ -44,6 +44,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="client data (test split); Fashion-MNIST falls back to the embedded CIFAR-10 "
         f"images when absent; one of {', '.join(gradleak.data.names())}",
     )
+    flower.add_argument(
+        "--data-root",
+        type=Path,
+        help="local folder of --dataset (CIFAR and image folders need one; never downloaded)",
+    )
+    declare(flower, root="--data-root PATH")
     flower.add_argument("--batch-size", type=integer(1, 1024), default=1, help="1..1024")
     flower.add_argument("--local-steps", type=integer(1, 100), default=1, help="1..100")
     flower.add_argument(
@@ -179,10 +185,14 @@ def _flower(args: argparse.Namespace) -> int:
         ) from None
     out = check_new_folder(args.out, name="--out")
     parse_augmentation(args.augment)
-    dataset, note = simulation.resolve_dataset(args.dataset)
+    # Absolute: the clients read it from Ray workers, whose working folder is not ours.
+    data_root = "" if args.data_root is None else str(args.data_root.resolve())
+    dataset, note = simulation.resolve_dataset(args.dataset, data_root)
+    simulation.images_for(dataset, data_root)  # a missing or wrong folder fails before any work
     recipe = simulation.Recipe(
         model=args.model,
         dataset=dataset,
+        data_root=data_root,
         batch_size=args.batch_size,
         local_steps=args.local_steps,
         augment=args.augment,

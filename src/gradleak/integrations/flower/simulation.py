@@ -49,6 +49,8 @@ class Recipe:
 
     model: str = "lenet"
     dataset: str = "fashion-mnist"
+    #: The dataset's local folder ("": its default location; CIFAR and image folders need one).
+    data_root: str = ""
     batch_size: int = 1
     local_steps: int = 1
     augment: str = "smoothing:0.1"
@@ -85,15 +87,16 @@ class Recipe:
 
 
 @functools.lru_cache(maxsize=2)
-def images_for(dataset: str) -> gradleak.data.ImageSet:
-    """The client data: ``dataset``'s test split (the embedded CIFAR-10 images stand in for
-    Fashion-MNIST when Debian's package is absent: `resolve_dataset` says which)."""
-    return gradleak.data.load(dataset)
+def images_for(dataset: str, data_root: str = "") -> gradleak.data.ImageSet:
+    """The client data: ``dataset``'s test split, from ``data_root`` when given (the embedded
+    CIFAR-10 images stand in for Fashion-MNIST when Debian's package is absent:
+    `resolve_dataset` says which)."""
+    return gradleak.data.load(dataset, data_root or None)
 
 
-def resolve_dataset(dataset: str) -> tuple[str, str]:
+def resolve_dataset(dataset: str, data_root: str = "") -> tuple[str, str]:
     """The dataset the simulation uses, and a note when it is not the one asked for."""
-    if dataset == "fashion-mnist" and not Path(FASHION_ROOT).exists():
+    if dataset == "fashion-mnist" and not data_root and not Path(FASHION_ROOT).exists():
         return "embedded-cifar10", (
             f"Fashion-MNIST is not installed ({FASHION_ROOT}: apt-get install "
             "dataset-fashion-mnist); using the 20 embedded CIFAR-10 images instead"
@@ -117,7 +120,7 @@ def train(message: Message, context: Context) -> Message:
     ``num-examples`` (and writes the truth for the evaluation, never read by the audit)."""
     config = dict(single(message.content.config_records, "ConfigRecord", "received"))
     recipe = Recipe.from_config(config)
-    images = images_for(recipe.dataset)
+    images = images_for(recipe.dataset, recipe.data_root)
     model = build_model(recipe, images)
     model.load_state_dict(
         single(message.content.array_records, "ArrayRecord", "received").to_torch_state_dict()
@@ -205,7 +208,7 @@ def server_app(recipe: Recipe, audit: LeakageAudit, rounds: int, truth_dir: Path
 
     @server.main()
     def main(grid: Grid, context: Context) -> None:
-        images = images_for(recipe.dataset)
+        images = images_for(recipe.dataset, recipe.data_root)
         model = build_model(recipe, images)
         config = ConfigRecord(recipe.to_config() | {TRUTH_KEY: str(truth_dir)})
         audit.start(
@@ -232,7 +235,7 @@ def run(
         FedAvg(fraction_train=1.0, fraction_evaluate=0.0, min_available_nodes=clients),
         records=records,
         family="auto",
-        model=build_model(recipe, images_for(recipe.dataset)),
+        model=build_model(recipe, images_for(recipe.dataset, recipe.data_root)),
     )
     run_simulation(
         server_app=server_app(recipe, audit, rounds, truth_dir),
