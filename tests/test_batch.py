@@ -213,14 +213,15 @@ def test_batches_with_two_samples_of_one_label_are_recovered(name, seed, index):
 
 
 # A default-initialised sigmoid LeNet: nearly collinear features and a logit spread of 0.3, so
-# the softmax is nearly linear between two samples. Each batch holds two samples sharing a
-# label class; the code before the re-mix check accepted a re-mixed split of them as exact
-# roots (labels off by l1 0.08-2). (family, bias, batch seed, model seed), from a
-# `gradleak run` of default-init LeNet batches of 4.
+# the softmax is nearly linear between two samples. The code before the re-mix check accepted
+# a re-mixed split of two or three samples as exact roots (labels off by l1 0.03-2).
+# (family, bias, batch seed, model seed), from `gradleak run batch-default-init` batches of 4.
 _REMIXED_BATCHES = [
     ("mixup", True, 706007816, 303933423),
     ("mixup", True, 4153020420, 303933423),
     ("hard", False, 3039600120, 4278636249),
+    # A 3-cycle mixup at lam = 0.985, accepted as three hard labels (no class shared by them).
+    ("mixup", True, 3860709799, 2954499763),
 ]
 
 
@@ -238,14 +239,13 @@ def test_a_split_the_softmax_does_not_pin_is_refused(family, bias, seed, model_s
     assert estimate.soft_labels.shape[0] == 0  # nothing unverified is reported
 
 
-def test_remix_reason_needs_shared_classes_and_a_linear_softmax():
+def test_remix_reason_needs_a_pair_the_family_can_remix_and_a_linear_softmax():
     from gradleak.recovery.batch.ambiguity import remix_reason
     from gradleak.recovery.batch.sample import Sample
 
     def sample(label, feature):
-        return Sample(
-            np.asarray(label, float), np.asarray(feature, float), 0.5, 0.0, (0,), None, False
-        )
+        label, feature = np.asarray(label, float), np.asarray(feature, float)
+        return Sample(label, feature, 0.5, 0.0, (0,), None, False)
 
     rng = np.random.default_rng(0)
     weight = rng.normal(size=(4, 3))
@@ -253,6 +253,11 @@ def test_remix_reason_needs_shared_classes_and_a_linear_softmax():
     near = [sample(first, [1.0, 0, 0]), sample(first, [1.0, 1e-4, 0])]
     far = [sample(first, [3.0, 0, 0]), sample(first, [0, 0, 3.0])]
     apart = [sample(first, [1.0, 0, 0]), sample(second, [1.0, 1e-4, 0])]
-    assert remix_reason(near, weight, None, 1e-8).startswith("ambiguous split: samples 0 and 1")
-    assert remix_reason(far, weight, None, 1e-8) == ""  # the softmax bends between them
-    assert remix_reason(apart, weight, np.zeros(4), 1e-8) == ""  # no class in common
+    assert remix_reason(near, weight, None, 1e-8, "hard").startswith(
+        "ambiguous split: samples 0 and 1"
+    )
+    assert remix_reason(far, weight, None, 1e-8, "hard") == ""  # the softmax bends between them
+    # Two hard labels of different classes: no hard label between them, but a mixup label.
+    assert remix_reason(apart, weight, np.zeros(4), 1e-8, "hard") == ""
+    assert remix_reason(apart, weight, np.zeros(4), 1e-8, "mixup").startswith("ambiguous split")
+    assert remix_reason(apart, weight, np.zeros(4), 1e-8, "auto").startswith("ambiguous split")

@@ -10,12 +10,14 @@ value and is halved until the residual actually evaluated there is inside the ba
 the linear model does not see can pin a root. The peel probes each root alone; the joint fit
 probes all atoms at once (a weak atom is pinned by the gradient it must explain as well).
 
-Two samples that share label classes can also be re-mixed: affine combinations of their
-features, weights and labels stay in the family (the labels keep their support), and where
-the softmax is linear between the two features the re-mixed pair explains the gradient as
-well. Only the softmax's curvature between them pins the split (`remix_reason`). A
-default-initialised sigmoid LeNet (nearly collinear features, logit spread 0.3) accepted such
-re-mixed pairs as exact roots in 10 of 80 batches of 4 (mixup with a bias, hard without).
+Two samples can also be re-mixed: affine combinations of their features, weights and labels
+stay in the family when the two labels together use no more classes than the family frees
+(one for hard and smoothing: the same target; two for mixup and auto: any two hard labels,
+or mixup partners), and where the softmax is linear between the two features the re-mixed
+pair explains the gradient as well. Only the softmax's curvature between them pins the split
+(`remix_reason`). A default-initialised sigmoid LeNet (nearly collinear features, logit
+spread 0.3) accepted such re-mixed pairs as exact roots in 10 of 80 batches of 4 (mixup with a
+bias, hard without), and in 1 of 60 a 3-cycle mixup at lam = 0.985 as three hard labels.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from gradleak.families import FAMILIES
 from gradleak.recovery.batch.roots import softmax
 from gradleak.recovery.batch.sample import EXACT, LABEL_TOL, Sample
 
@@ -64,21 +67,27 @@ def moves_label(
     return False
 
 
-#: A pair of samples sharing label classes is pinned when the softmax's departure from
-#: linearity between their features, ||p(mean x) - mean p||_1, exceeds this multiple of the
-#: measured noise (the root bar, `joint.ROOT_STAGE`). Measured midpoint defects over the noise:
-#: re-mixed pairs accepted wrongly 16-140; true pairs of the batch benchmark 830 and above
-#: (default-init ResNet18), 8,500 and above (LeNet U(-0.5, 0.5)).
+#: A re-mixable pair of samples is pinned when the softmax's departure from linearity between
+#: their features, ||p(mean x) - mean p||_1, exceeds this multiple of the measured noise (the
+#: root bar, `joint.ROOT_STAGE`). Measured midpoint defects over the noise: re-mixed pairs
+#: accepted wrongly 16-140; true pairs of the batch benchmark 830 and above (default-init
+#: ResNet18), 8,500 and above (LeNet U(-0.5, 0.5)).
 REMIX_STAGE = 300.0
 
 
 def remix_reason(
-    samples: list[Sample], weight: np.ndarray, bias: np.ndarray | None, noise: float
+    samples: list[Sample],
+    weight: np.ndarray,
+    bias: np.ndarray | None,
+    noise: float,
+    family: str,
 ) -> str:
     """Why the recovered split of the batch is not pinned ("" when it is): some pair of samples
-    sharing label classes (entries above the label's floor) whose midpoint defect
-    ||p((x_i + x_j) / 2) - (p_i + p_j) / 2||_1 stays within REMIX_STAGE x ``noise``.
+    whose labels together use at most the classes ``family`` frees (entries above each label's
+    floor; "auto" as mixup, its widest) and whose midpoint defect ||p((x_i + x_j) / 2) -
+    (p_i + p_j) / 2||_1 stays within REMIX_STAGE x ``noise``.
     Shapes: ``weight`` (C, m), ``bias`` (C,) or None; each sample's feature (m,)."""
+    free = FAMILIES["mixup" if family == "auto" else family].free
     offset = 0.0 if bias is None else bias
     supports = [
         frozenset(np.flatnonzero(s.soft_label > s.soft_label.min() + LABEL_TOL).tolist())
@@ -87,19 +96,20 @@ def remix_reason(
     bar = REMIX_STAGE * max(noise, EXACT)
     for first in range(len(samples)):
         for second in range(first + 1, len(samples)):
-            shared = supports[first] & supports[second]
-            if not shared:
-                continue
+            classes = supports[first] | supports[second]
+            if len(classes) > free:
+                continue  # a re-mix would leave the family
             features = np.stack([samples[first].feature, samples[second].feature])
             ends = softmax(features @ weight.T + offset)
             middle = softmax(features.mean(axis=0) @ weight.T + offset)
             defect = float(np.abs(middle - ends.mean(axis=0)).sum())
             if defect <= bar:
-                classes = ", ".join(str(c) for c in sorted(shared))
+                named = ", ".join(str(c) for c in sorted(classes))
                 return (
-                    f"ambiguous split: samples {first} and {second} share class(es) {classes} "
-                    f"and the softmax is nearly linear between their features (midpoint defect "
-                    f"{defect:.1e}, within {REMIX_STAGE:g}x the measured noise {noise:.1e}), so "
-                    "the two re-mixed fit the gradient as well; refusing to pick one split"
+                    f"ambiguous split: samples {first} and {second} (classes {named}) can be "
+                    f"re-mixed within the {family} family and the softmax is nearly linear "
+                    f"between their features (midpoint defect {defect:.1e}, within "
+                    f"{REMIX_STAGE:g}x the measured noise {noise:.1e}), so the re-mixed pair "
+                    "fits the gradient as well; refusing to pick one split"
                 )
     return ""
