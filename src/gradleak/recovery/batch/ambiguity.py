@@ -22,7 +22,7 @@ bias, hard without), and in 1 of 60 a 3-cycle mixup at lam = 0.985 as three hard
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -76,7 +76,7 @@ REMIX_STAGE = 300.0
 
 
 def remix_reason(
-    samples: list[Sample],
+    samples: Sequence[Sample],
     weight: np.ndarray,
     bias: np.ndarray | None,
     noise: float,
@@ -93,16 +93,16 @@ def remix_reason(
         frozenset(np.flatnonzero(s.soft_label > s.soft_label.min() + LABEL_TOL).tolist())
         for s in samples
     ]
+    features = np.stack([sample.feature for sample in samples])
+    probs = softmax(features @ weight.T + offset)
     bar = REMIX_STAGE * max(noise, EXACT)
     for first in range(len(samples)):
         for second in range(first + 1, len(samples)):
             classes = supports[first] | supports[second]
             if len(classes) > free:
                 continue  # a re-mix would leave the family
-            features = np.stack([samples[first].feature, samples[second].feature])
-            ends = softmax(features @ weight.T + offset)
-            middle = softmax(features.mean(axis=0) @ weight.T + offset)
-            defect = float(np.abs(middle - ends.mean(axis=0)).sum())
+            middle = softmax((features[first] + features[second]) / 2 @ weight.T + offset)
+            defect = float(np.abs(middle - (probs[first] + probs[second]) / 2).sum())
             if defect <= bar:
                 named = ", ".join(str(c) for c in sorted(classes))
                 return (

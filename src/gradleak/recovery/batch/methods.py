@@ -225,9 +225,7 @@ class BatchSearch:
                 f"the {batch} recovered atoms leave {peeled.remainder:.1e} of the gradient "
                 "unexplained: not jointly consistent"
             ), peeled
-        remixed = remix_reason(
-            list(peeled.samples), problem.weight, problem.bias, problem.noise, family
-        )
+        remixed = remix_reason(peeled.samples, problem.weight, problem.bias, problem.noise, family)
         if remixed:
             return remixed, peeled
         if problem.scale == "known":

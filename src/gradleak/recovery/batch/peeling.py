@@ -584,7 +584,7 @@ def peel(
         seed=seed,
     )
     progress = peeler.run(_Progress(rest=peeler.core, rank=num_samples))
-    fit = None
+    fit, remainder = None, None
     if progress.rank > 0 and progress.space is not None:
         fit = _complete(peeler, progress)
     elif progress.rank == 0:
@@ -613,12 +613,9 @@ def peel(
             progress.ambiguous,
             progress.passes,
         )
-    return Peeled(
-        tuple(progress.samples),
-        _remainder(gradient, peeler.whole, progress.rest),
-        progress.ambiguous,
-        progress.passes,
-    )
+    if remainder is None:  # (a complete peel measured it above)
+        remainder = _remainder(gradient, peeler.whole, progress.rest)
+    return Peeled(tuple(progress.samples), remainder, progress.ambiguous, progress.passes)
 
 
 def _remainder(gradient: np.ndarray, whole: Subspace, rest: np.ndarray) -> float:
